@@ -1,0 +1,265 @@
+//! The command line: `run`, `validate`, `list`. Parses flags (clap), loads scenarios, runs the
+//! plan, writes results, prints the summary. Returns an exit status; `main` exits.
+//!
+//! Output contract: result files and the markdown table on stdout are deterministic; progress
+//! and wall-clock timings go to stderr only (and not at all with `--quiet`). Bad input is
+//! detected before anything is written.
+
+use crate::error::{ConfigError, OutputError, RunError, RunFailure};
+use crate::experiment;
+use crate::policy::routing::ROUTERS;
+use crate::report::{self, csv_out, manifest, markdown, write::atomic_write};
+use crate::scenario::{self, validate::policy_from_name, LoadOptions, Scenario};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// The bundled default scenario, used when `routelab run` gets no file.
+pub const QUICKSTART_PATH: &str = "scenarios/quickstart.yaml";
+const QUICKSTART_YAML: &str = include_str!("../scenarios/quickstart.yaml");
+
+/// routelab — compare routing policies for LLM-inference clusters in a deterministic simulator.
+#[derive(Debug, Parser)]
+#[command(name = "routelab", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios: every policy × replication, in parallel; write CSV/markdown results.
+    Run(RunArgs),
+    /// Check scenarios without running them.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Override a scenario key by dotted path (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// List registered components.
+    List {
+        /// What to list.
+        #[command(subcommand)]
+        what: ListWhat,
+    },
+}
+
+/// `routelab list ...`.
+#[derive(Debug, Subcommand)]
+pub enum ListWhat {
+    /// Routing policies with their parameters and defaults.
+    Policies,
+}
+
+/// `routelab run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files (default: scenarios/quickstart.yaml).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output directory (default: results/<scenario name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Override a scenario key by dotted path, e.g. workload.0.arrival.rate_per_s=80 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run only these policies (label or registered name; repeatable).
+    #[arg(long = "policy", value_name = "NAME")]
+    pub policy: Vec<String>,
+    /// Replications per policy (overrides the scenario).
+    #[arg(long, value_name = "N")]
+    pub replications: Option<u32>,
+    /// Scenario seed (overrides the scenario).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Worker threads (0 = one per core). Results do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// No progress or timing on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Run only replication R (0-based), e.g. to reproduce a failure.
+    #[arg(long, value_name = "R")]
+    pub only_replication: Option<u32>,
+}
+
+/// Errors the CLI reports; `main` maps them to exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad scenario or flag (exit 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Results could not be written (exit 2).
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// Some runs failed (exit 2 for limits, 3 for invariant violations); rows of the others
+    /// were written.
+    #[error("{} run(s) failed; results of the others were written", .0.len())]
+    Runs(Vec<RunError>),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::Output(_) => 2,
+            CliError::Runs(errs) => {
+                if errs.iter().any(|e| matches!(e.failure, RunFailure::Invariant(_))) {
+                    3
+                } else {
+                    2
+                }
+            }
+        }
+    }
+}
+
+/// Runs the parsed command line; `Ok(code)` is the exit code (0, or 1 for failed checks).
+pub fn execute(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Validate { files, set } => {
+            for f in &files {
+                let s = scenario::load(f, &LoadOptions { set: set.clone() })?;
+                println!(
+                    "{}: ok ({} classes, {} replicas, {} policies)",
+                    f.display(),
+                    s.classes.len(),
+                    s.pools.iter().map(|p| p.replicas).sum::<u32>(),
+                    s.policies.len()
+                );
+            }
+            Ok(0)
+        }
+        Command::List { what: ListWhat::Policies } => {
+            print!("{}", list_policies());
+            Ok(0)
+        }
+    }
+}
+
+/// The text of `routelab list policies`.
+pub fn list_policies() -> String {
+    let mut out = String::new();
+    for e in ROUTERS {
+        out.push_str(&format!("{:<22} {}\n", e.name, e.summary));
+        for p in e.params {
+            out.push_str(&format!("    {:<20} default {:<10} {}\n", p.name, p.default, p.doc));
+        }
+    }
+    out
+}
+
+fn load_all(args: &RunArgs) -> Result<Vec<Scenario>, CliError> {
+    let opts = LoadOptions { set: args.set.clone() };
+    let mut scenarios = Vec::new();
+    if args.files.is_empty() {
+        let path = Path::new(QUICKSTART_PATH);
+        let s = if path.exists() {
+            scenario::load(path, &opts)?
+        } else {
+            scenario::load_str(QUICKSTART_YAML, QUICKSTART_PATH, &opts)?
+        };
+        scenarios.push(s);
+    }
+    for f in &args.files {
+        scenarios.push(scenario::load(f, &opts)?);
+    }
+    for s in &mut scenarios {
+        if let Some(seed) = args.seed {
+            s.seed = seed;
+        }
+        if let Some(r) = args.replications {
+            if r == 0 {
+                return Err(ConfigError::flag("--replications", "= 0: must be at least 1").into());
+            }
+            s.replications = r;
+        }
+        if let Some(r) = args.only_replication {
+            if r >= s.replications {
+                return Err(ConfigError::flag(
+                    "--only-replication",
+                    format!("= {r}: {} has replications 0..{}", s.name, s.replications),
+                )
+                .into());
+            }
+        }
+        select_policies(s, &args.policy)?;
+    }
+    Ok(scenarios)
+}
+
+/// Applies `--policy` filters: keep policies whose label or name matches; a registered name
+/// the scenario does not list is added with default parameters.
+fn select_policies(s: &mut Scenario, wanted: &[String]) -> Result<(), CliError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut chosen = Vec::new();
+    for w in wanted {
+        let matches: Vec<_> =
+            s.policies.iter().filter(|p| &p.label == w || p.entry.name == w).cloned().collect();
+        if matches.is_empty() {
+            chosen.push(policy_from_name(w)?);
+        } else {
+            chosen.extend(matches);
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    chosen.retain(|p| seen.insert(p.label.clone()));
+    s.policies = chosen;
+    Ok(())
+}
+
+fn default_out(scenarios: &[Scenario]) -> PathBuf {
+    let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    PathBuf::from("results").join(names.join("+"))
+}
+
+#[allow(clippy::disallowed_methods)] // wall-clock timing, reported on stderr only
+fn run(args: &RunArgs) -> Result<u8, CliError> {
+    let scenarios = load_all(args)?;
+    let out_dir = args.out.clone().unwrap_or_else(|| default_out(&scenarios));
+    let plan = experiment::plan(scenarios, args.only_replication);
+    let started = std::time::Instant::now();
+    let results = experiment::execute(&plan, args.threads);
+    let elapsed = started.elapsed();
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(e) => errors.push(e),
+        }
+    }
+    let summary = report::summarize(&rows);
+    let md = markdown::summary_md(&summary);
+    atomic_write(&out_dir.join("runs.csv"), &csv_out::runs_csv(&rows))?;
+    atomic_write(&out_dir.join("summary.csv"), &csv_out::summary_csv(&summary))?;
+    atomic_write(&out_dir.join("summary.md"), md.as_bytes())?;
+    let manifest = manifest::manifest_json(&plan.scenarios, &plan.replications, plan.runs.len());
+    atomic_write(&out_dir.join("manifest.json"), manifest.as_bytes())?;
+    print!("{md}");
+    if !args.quiet {
+        let events: f64 = rows.iter().filter_map(|r| r.get("events")).sum();
+        eprintln!(
+            "{} runs in {:.2} s wall ({:.1} M events/s across threads); results in {}",
+            plan.runs.len(),
+            elapsed.as_secs_f64(),
+            events / elapsed.as_secs_f64().max(1e-9) / 1e6,
+            out_dir.display()
+        );
+    }
+    if errors.is_empty() {
+        Ok(0)
+    } else {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        Err(CliError::Runs(errors))
+    }
+}

@@ -1,0 +1,140 @@
+//! The cluster: replicas, their lifecycle, and the per-replica queues of `queue` pools.
+//!
+//! Replicas are numbered 0.. in pool order. Per-replica state is kept as parallel vectors
+//! (`queued`, `in_service`, `weights`, ...) so routers can read it as slices without copying.
+//! A replica has a lifecycle state; only `Ready` replicas are routing candidates. Today every
+//! replica starts and stays `Ready`; provisioning, model loading, draining and failure are the
+//! states the autoscaling and failure layers will drive.
+//!
+//! Invariants: `queued[r]` counts live waiting requests (handles in `waiting[r]` whose request
+//! timed out stay behind as tombstones and are skipped when reached); `in_service[r] <=
+//! slots[r]`; a replica never has a free slot while a live request waits (work conservation).
+
+use crate::engine::event::ReqRef;
+use crate::scenario::{PoolKind, PoolSpec};
+use crate::workload::dist::Dist;
+use crate::workload::ClassSpec;
+use std::collections::VecDeque;
+
+/// Where a replica is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Machine being obtained.
+    Provisioning,
+    /// Model weights loading.
+    Loading,
+    /// Serving and routable.
+    Ready,
+    /// Finishing its work; receives nothing new.
+    Draining,
+    /// Down.
+    Failed,
+}
+
+/// All replicas of a run.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Pool index of each replica.
+    pub pool_of: Vec<u16>,
+    /// Lifecycle state of each replica.
+    pub lifecycle: Vec<Lifecycle>,
+    /// Routing weight of each replica.
+    pub weights: Vec<u32>,
+    /// Parallel servers of each replica.
+    pub slots: Vec<u32>,
+    /// Most waiting requests per replica (`u32::MAX` = unbounded).
+    pub queue_capacity: Vec<u32>,
+    /// Live waiting requests per replica.
+    pub queued: Vec<u32>,
+    /// Requests in service per replica.
+    pub in_service: Vec<u32>,
+    /// FIFO of waiting handles per replica (may hold tombstones).
+    pub waiting: Vec<VecDeque<ReqRef>>,
+    /// Ready replicas in id order: the routing candidates.
+    pub candidates: Vec<u32>,
+    /// Bumped when `candidates` changes.
+    pub candidates_epoch: u64,
+    /// Service-time law per (pool, class), flattened `pool * classes + class`.
+    service: Vec<Dist>,
+    classes: usize,
+}
+
+impl Cluster {
+    /// Builds the replicas of `pools`; `classes` supply service times where pools do not.
+    pub fn new(pools: &[PoolSpec], classes: &[ClassSpec]) -> Cluster {
+        let n: usize = pools.iter().map(|p| p.replicas as usize).sum();
+        let mut c = Cluster {
+            pool_of: Vec::with_capacity(n),
+            lifecycle: Vec::with_capacity(n),
+            weights: Vec::with_capacity(n),
+            slots: Vec::with_capacity(n),
+            queue_capacity: Vec::with_capacity(n),
+            queued: vec![0; n],
+            in_service: vec![0; n],
+            waiting: (0..n).map(|_| VecDeque::new()).collect(),
+            candidates: (0..n as u32).collect(),
+            candidates_epoch: 0,
+            service: Vec::with_capacity(pools.len() * classes.len()),
+            classes: classes.len(),
+        };
+        for (pi, p) in pools.iter().enumerate() {
+            let PoolKind::Queue { slots, service_s, queue_capacity } = &p.kind;
+            for _ in 0..p.replicas {
+                c.pool_of.push(pi as u16);
+                c.lifecycle.push(Lifecycle::Ready);
+                c.weights.push(p.weight);
+                c.slots.push(*slots);
+                c.queue_capacity.push(queue_capacity.unwrap_or(u32::MAX));
+            }
+            for k in classes {
+                let law = service_s.as_ref().or(k.service_s.as_ref());
+                // Validation guarantees one of the two exists.
+                c.service.push(law.cloned().unwrap_or_else(|| {
+                    Dist::new(crate::workload::dist::Law::Constant(0.0), None, None)
+                }));
+            }
+        }
+        c
+    }
+
+    /// Number of replicas.
+    pub fn len(&self) -> usize {
+        self.pool_of.len()
+    }
+
+    /// Whether the cluster has no replica.
+    pub fn is_empty(&self) -> bool {
+        self.pool_of.is_empty()
+    }
+
+    /// The service-time law for a request of `class` on replica `r`.
+    #[inline]
+    pub fn service_law(&self, r: u32, class: u16) -> &Dist {
+        &self.service[self.pool_of[r as usize] as usize * self.classes + class as usize]
+    }
+
+    /// Whether replica `r` has a free slot.
+    #[inline]
+    pub fn has_free_slot(&self, r: u32) -> bool {
+        self.in_service[r as usize] < self.slots[r as usize]
+    }
+
+    /// Whether replica `r`'s queue is full.
+    #[inline]
+    pub fn queue_full(&self, r: u32) -> bool {
+        self.queued[r as usize] >= self.queue_capacity[r as usize]
+    }
+
+    /// Appends a waiting request to replica `r`.
+    #[inline]
+    pub fn enqueue(&mut self, r: u32, req: ReqRef) {
+        self.queued[r as usize] += 1;
+        self.waiting[r as usize].push_back(req);
+    }
+
+    /// Whether replica `r` breaks work conservation right now.
+    #[inline]
+    pub fn idle_with_work(&self, r: u32) -> bool {
+        self.has_free_slot(r) && self.queued[r as usize] > 0
+    }
+}

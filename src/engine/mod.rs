@@ -1,0 +1,403 @@
+//! The discrete-event engine: one run of one policy on one replication of a scenario.
+//!
+//! The loop pops the earliest event by `(time, rank, seq)`, advances the clock, and dispatches
+//! it in the single `match` of [`Sim::run`]. Per-event work is O(1) amortised plus the
+//! router's own cost: no handler scans all replicas or all requests (the drain deadline is
+//! the one exception, once per run).
+//!
+//! Arrivals are generated lazily, one pending arrival per class; timeouts use one pending
+//! tick per class over a FIFO of deadlines (deadlines of a class are in arrival order), so the
+//! heap holds O(classes + requests in service) entries. Requests live in a slab and end in
+//! exactly one [`Outcome`]. Limits (events, requests in flight) end a runaway run with a
+//! [`RunFailure`] instead of a hang; invariants are checked at the end.
+
+pub mod event;
+pub mod queue;
+pub mod request;
+
+use crate::cluster::Cluster;
+use crate::error::RunFailure;
+use crate::gateway::Gateway;
+use crate::metrics::invariants::{self, Violations};
+use crate::metrics::{Outcome, Recorder};
+use crate::policy::routing::{BuildCtx, RequestView};
+use crate::rng;
+use crate::scenario::{PolicySpec, Scenario};
+use crate::time::{SimDuration, SimTime};
+use crate::workload::ClassGen;
+use event::{Event, ReqRef};
+use queue::EventQueue;
+use request::{Phase, Req, Slab};
+use std::collections::VecDeque;
+
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// The run seed.
+    pub run_seed: u64,
+    /// Counters and latency distributions.
+    pub recorder: Recorder,
+    /// Length of the measurement window (warm-up end to arrival stop).
+    pub window: SimDuration,
+    /// Events processed.
+    pub events: u64,
+    /// Events that found their request already gone (a completion after a timeout).
+    pub stale_events: u64,
+    /// Simulated time when the run ended.
+    pub end_time: SimTime,
+}
+
+struct ClassState {
+    gen: ClassGen,
+    timeout: Option<SimDuration>,
+    deadlines: VecDeque<(SimTime, ReqRef)>,
+    timer_armed: bool,
+    open: bool,
+}
+
+/// The state of one run.
+pub struct Sim<'a> {
+    sc: &'a Scenario,
+    now: SimTime,
+    queue: EventQueue,
+    classes: Vec<ClassState>,
+    slab: Slab,
+    cluster: Cluster,
+    gateway: Gateway,
+    rec: Recorder,
+    viol: Violations,
+    arrivals: u64,
+    open_classes: usize,
+    window_start: Option<SimTime>,
+    window_end: Option<SimTime>,
+    events: u64,
+    stale_events: u64,
+}
+
+/// Runs `policy` on replication `replication` of `sc`.
+pub fn run(sc: &Scenario, policy: &PolicySpec, replication: u32) -> Result<RunOutput, RunFailure> {
+    let run_seed = rng::run_seed(sc.seed, replication);
+    let mut sim = Sim::new(sc, policy, run_seed)?;
+    sim.run()?;
+    sim.finish(run_seed)
+}
+
+impl<'a> Sim<'a> {
+    fn new(sc: &'a Scenario, policy: &PolicySpec, run_seed: u64) -> Result<Sim<'a>, RunFailure> {
+        let cluster = Cluster::new(&sc.pools, &sc.classes);
+        let ctx = BuildCtx { run_seed, weights: &cluster.weights };
+        let router = (policy.entry.build)(&policy.params, &ctx)
+            .map_err(|e| RunFailure::Invariant(format!("policy failed to build: {e}")))?;
+        let gateway = Gateway::new(router, cluster.len());
+        let classes = sc
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ClassState {
+                gen: ClassGen::new(k, i, run_seed),
+                timeout: k.timeout,
+                deadlines: VecDeque::new(),
+                timer_armed: false,
+                open: true,
+            })
+            .collect();
+        Ok(Sim {
+            sc,
+            now: SimTime::ZERO,
+            queue: EventQueue::new(),
+            classes,
+            slab: Slab::new(),
+            cluster,
+            gateway,
+            rec: Recorder::default(),
+            viol: Violations::default(),
+            arrivals: 0,
+            open_classes: sc.classes.len(),
+            window_start: None,
+            window_end: None,
+            events: 0,
+            stale_events: 0,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), RunFailure> {
+        for c in 0..self.classes.len() {
+            self.schedule_next_arrival(c as u16);
+        }
+        let max_events = self.sc.limits.max_events;
+        while let Some((t, ev)) = self.queue.pop() {
+            if t < self.now {
+                self.viol.clock += 1;
+            }
+            self.now = t;
+            self.events += 1;
+            if self.events > max_events {
+                return Err(RunFailure::EventLimit(max_events));
+            }
+            match ev {
+                Event::Arrival { class } => self.on_arrival(class)?,
+                Event::ServiceDone { req } => self.on_service_done(req),
+                Event::TimeoutTick { class } => self.on_timeout_tick(class),
+                Event::DrainDeadline => {
+                    self.on_drain_deadline();
+                    break;
+                }
+            }
+            if self.open_classes == 0 && self.slab.live() == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_next_arrival(&mut self, class: u16) {
+        let cs = &mut self.classes[class as usize];
+        if !cs.open {
+            return;
+        }
+        let next = cs.gen.arrivals.next_after(self.now);
+        let within = match (next, self.sc.horizon.duration) {
+            (Some(t), Some(d)) => t < SimTime::ZERO + d,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        match next {
+            Some(t) if within => self.queue.push(t, Event::Arrival { class }),
+            _ => self.close_class(class),
+        }
+    }
+
+    fn close_class(&mut self, class: u16) {
+        let cs = &mut self.classes[class as usize];
+        if !cs.open {
+            return;
+        }
+        cs.open = false;
+        self.open_classes -= 1;
+        if self.open_classes == 0 {
+            self.close_arrivals();
+        }
+    }
+
+    /// Arrivals have stopped: fix the end of the measurement window and bound the drain.
+    fn close_arrivals(&mut self) {
+        for cs in &mut self.classes {
+            if cs.open {
+                cs.open = false;
+            }
+        }
+        self.open_classes = 0;
+        let end = match self.sc.horizon.duration {
+            Some(d) if self.sc.horizon.max_requests.is_none_or(|m| self.arrivals < m) => {
+                SimTime::ZERO + d
+            }
+            _ => self.now,
+        };
+        self.window_end = Some(end);
+        if let Some(drain) = self.sc.horizon.drain {
+            self.queue.push(end + drain, Event::DrainDeadline);
+        }
+    }
+
+    fn on_arrival(&mut self, class: u16) -> Result<(), RunFailure> {
+        if !self.classes[class as usize].open {
+            return Ok(());
+        }
+        let index = self.arrivals;
+        self.arrivals += 1;
+        let measured =
+            index >= self.sc.warmup.requests && self.now >= SimTime::ZERO + self.sc.warmup.duration;
+        if measured && self.window_start.is_none() {
+            self.window_start = Some(self.now);
+        }
+        if self.sc.horizon.max_requests == Some(self.arrivals) {
+            self.close_arrivals();
+        } else {
+            self.schedule_next_arrival(class);
+        }
+        if self.slab.live() >= self.sc.limits.max_in_flight {
+            return Err(RunFailure::InFlightLimit(self.sc.limits.max_in_flight));
+        }
+        let d = self.classes[class as usize].gen.draw();
+        self.rec.all.arrivals += 1;
+        if measured {
+            self.rec.measured.arrivals += 1;
+        }
+        let view = RequestView { class, prompt_tokens: d.prompt_tokens };
+        let Some(r) = self.gateway.route(&view, &self.cluster) else {
+            self.end_unadmitted(measured);
+            return Ok(());
+        };
+        let free = self.cluster.has_free_slot(r);
+        if !free && self.cluster.queue_full(r) {
+            self.gateway.release(r);
+            self.end_unadmitted(measured);
+            return Ok(());
+        }
+        let h = self.slab.insert(Req {
+            arrival: self.now,
+            start: SimTime::ZERO,
+            service_u: d.service_u,
+            prompt_tokens: d.prompt_tokens,
+            output_tokens: d.output_tokens,
+            replica: r,
+            gen: 0,
+            class,
+            phase: Phase::Queued,
+            measured,
+        });
+        self.arm_timeout(class, h);
+        if free {
+            self.start_service(r, h);
+        } else {
+            self.cluster.enqueue(r, h);
+        }
+        Ok(())
+    }
+
+    /// A request that was refused before reaching any replica.
+    fn end_unadmitted(&mut self, measured: bool) {
+        self.rec.all.add(Outcome::Rejected);
+        if measured {
+            self.rec.measured.add(Outcome::Rejected);
+            self.rec.no_first_token += 1;
+        }
+    }
+
+    fn arm_timeout(&mut self, class: u16, h: ReqRef) {
+        let cs = &mut self.classes[class as usize];
+        let Some(t) = cs.timeout else { return };
+        let deadline = self.now + t;
+        cs.deadlines.push_back((deadline, h));
+        if !cs.timer_armed {
+            cs.timer_armed = true;
+            self.queue.push(deadline, Event::TimeoutTick { class });
+        }
+    }
+
+    #[inline]
+    fn start_service(&mut self, r: u32, h: ReqRef) {
+        let now = self.now;
+        let req = self.slab.get_mut(h);
+        req.phase = Phase::InService;
+        req.start = now;
+        let (u, class, arrival, measured) = (req.service_u, req.class, req.arrival, req.measured);
+        self.cluster.in_service[r as usize] += 1;
+        if measured {
+            self.rec.queue_wait.record(now - arrival);
+        }
+        let service_s = self.cluster.service_law(r, class).quantile(u);
+        let done = now + SimDuration::from_secs_f64(service_s);
+        self.queue.push(done, Event::ServiceDone { req: h });
+    }
+
+    fn on_service_done(&mut self, h: ReqRef) {
+        let Some(req) = self.slab.get(h) else {
+            self.stale_events += 1;
+            return;
+        };
+        let (r, arrival, start, measured) = (req.replica, req.arrival, req.start, req.measured);
+        if start < arrival || self.now < start {
+            self.viol.causality += 1;
+        }
+        self.cluster.in_service[r as usize] -= 1;
+        if measured {
+            self.rec.e2e.record(self.now - arrival);
+        }
+        if self.window_start.is_some_and(|w| self.now >= w)
+            && self.window_end.is_none_or(|e| self.now <= e)
+        {
+            self.rec.window_completions += 1;
+        }
+        self.end_request(h, Outcome::Completed);
+        self.pull_next(r);
+    }
+
+    /// Starts waiting requests on replica `r` while it has free slots.
+    #[inline]
+    fn pull_next(&mut self, r: u32) {
+        while self.cluster.has_free_slot(r) {
+            let Some(next) = self.cluster.waiting[r as usize].pop_front() else { break };
+            if self.slab.get(next).is_some_and(|q| q.phase == Phase::Queued) {
+                self.cluster.queued[r as usize] -= 1;
+                self.start_service(r, next);
+            }
+        }
+        if self.cluster.idle_with_work(r) {
+            self.viol.work_conservation += 1;
+        }
+    }
+
+    fn end_request(&mut self, h: ReqRef, outcome: Outcome) {
+        let req = self.slab.remove(h);
+        self.gateway.release(req.replica);
+        self.rec.all.add(outcome);
+        if req.measured {
+            self.rec.measured.add(outcome);
+            if outcome != Outcome::Completed {
+                self.rec.no_first_token += 1;
+            }
+        }
+    }
+
+    fn on_timeout_tick(&mut self, class: u16) {
+        loop {
+            let cs = &mut self.classes[class as usize];
+            let Some(&(deadline, h)) = cs.deadlines.front() else { break };
+            let live = self.slab.get(h).map(|q| (q.phase, q.replica));
+            if deadline > self.now && live.is_some() {
+                break;
+            }
+            cs.deadlines.pop_front();
+            let Some((phase, r)) = live else { continue };
+            match phase {
+                Phase::Queued => {
+                    // The handle stays in the replica's FIFO as a tombstone.
+                    self.cluster.queued[r as usize] -= 1;
+                    self.end_request(h, Outcome::TimedOut);
+                }
+                Phase::InService => {
+                    self.cluster.in_service[r as usize] -= 1;
+                    self.end_request(h, Outcome::TimedOut);
+                    self.pull_next(r);
+                }
+                Phase::Free => {}
+            }
+        }
+        let cs = &mut self.classes[class as usize];
+        match cs.deadlines.front() {
+            Some(&(deadline, _)) => self.queue.push(deadline, Event::TimeoutTick { class }),
+            None => cs.timer_armed = false,
+        }
+    }
+
+    fn on_drain_deadline(&mut self) {
+        for h in self.slab.live_refs() {
+            let req = self.slab.get_mut(h);
+            let (phase, r) = (req.phase, req.replica);
+            match phase {
+                Phase::Queued => self.cluster.queued[r as usize] -= 1,
+                Phase::InService => self.cluster.in_service[r as usize] -= 1,
+                Phase::Free => {}
+            }
+            self.end_request(h, Outcome::Unfinished);
+        }
+    }
+
+    fn finish(mut self, run_seed: u64) -> Result<RunOutput, RunFailure> {
+        invariants::check(&self.rec, &self.viol, self.slab.live())
+            .map_err(RunFailure::Invariant)?;
+        // Queue replicas deliver the whole response at completion: TTFT = E2E.
+        self.rec.ttft = self.rec.e2e.clone();
+        let start = self.window_start.unwrap_or(self.now);
+        let end = self.window_end.unwrap_or(self.now).max(start);
+        Ok(RunOutput {
+            run_seed,
+            recorder: self.rec,
+            window: end - start,
+            events: self.events,
+            stale_events: self.stale_events,
+            end_time: self.now,
+        })
+    }
+}

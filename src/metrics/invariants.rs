@@ -1,0 +1,80 @@
+//! End-of-run invariant checks. Violations are counted while the run goes (each check is O(1)
+//! at the point where it can break) and judged once at the end, so a broken invariant ends the
+//! run with a `RunError` naming the seed instead of silently skewing results.
+//!
+//! - conservation: `arrivals = completed + timed_out + rejected + unfinished`, for all requests
+//!   and for measured ones, with nothing left in flight;
+//! - causality: `arrival <= service start <= done` for every request that completed;
+//! - monotone clock: no event is processed at an earlier time than the one before it;
+//! - work conservation: no replica has a free slot while a live request waits in its queue,
+//!   checked after every change to the replica.
+
+use super::Recorder;
+
+/// Violation counters gathered during a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Violations {
+    /// Completions with `start < arrival` or `done < start`.
+    pub causality: u64,
+    /// Events popped out of time order.
+    pub clock: u64,
+    /// Replica states with a free slot and a waiting request.
+    pub work_conservation: u64,
+}
+
+/// Checks every end-of-run invariant; `Err` describes the first broken one.
+pub fn check(rec: &Recorder, v: &Violations, in_flight_at_end: u64) -> Result<(), String> {
+    for (name, c) in [("all", rec.all), ("measured", rec.measured)] {
+        if c.arrivals != c.ended() {
+            return Err(format!(
+                "conservation ({name} requests): arrivals {} != completed {} + timed_out {} + rejected {} + unfinished {}",
+                c.arrivals, c.completed, c.timed_out, c.rejected, c.unfinished
+            ));
+        }
+    }
+    if in_flight_at_end != 0 {
+        return Err(format!(
+            "conservation: {in_flight_at_end} requests still in flight at the end"
+        ));
+    }
+    if v.causality > 0 {
+        return Err(format!(
+            "causality: {} requests finished before they started or arrived",
+            v.causality
+        ));
+    }
+    if v.clock > 0 {
+        return Err(format!("monotone clock: {} events went back in time", v.clock));
+    }
+    if v.work_conservation > 0 {
+        return Err(format!(
+            "work conservation: {} times a replica had a free slot while a request waited",
+            v.work_conservation
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Outcome;
+
+    #[test]
+    fn detects_each_broken_invariant() {
+        let mut rec = Recorder::default();
+        rec.all.arrivals = 2;
+        rec.all.add(Outcome::Completed);
+        assert!(check(&rec, &Violations::default(), 0).expect_err("lost").contains("conservation"));
+        rec.all.add(Outcome::TimedOut);
+        assert!(check(&rec, &Violations::default(), 0).is_ok());
+        assert!(check(&rec, &Violations::default(), 1).is_err());
+        for v in [
+            Violations { causality: 1, ..Default::default() },
+            Violations { clock: 1, ..Default::default() },
+            Violations { work_conservation: 1, ..Default::default() },
+        ] {
+            assert!(check(&rec, &v, 0).is_err());
+        }
+    }
+}

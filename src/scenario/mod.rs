@@ -1,0 +1,194 @@
+//! Scenarios: loading a YAML file, applying `--set` overrides, validating into [`Scenario`].
+//!
+//! Pipeline: read the file → parse YAML (syntax errors carry line:column) → apply `--set
+//! KEY=VALUE` overrides on the YAML tree → deserialize into the strict raw structs of
+//! [`raw`] (unknown keys and wrong types are errors naming the field and, when the file was not
+//! overridden, its line:column) → [`validate`] every number and cross-field rule into a
+//! [`Scenario`] whose fields are typed, unit-converted and ready to run.
+
+pub mod raw;
+pub mod set;
+pub mod validate;
+
+use crate::error::{ConfigError, Location};
+use crate::policy::routing::RouterEntry;
+use crate::time::SimDuration;
+use crate::workload::dist::Dist;
+use crate::workload::ClassSpec;
+use std::path::Path;
+
+/// A validated scenario, ready to expand into runs.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Identifier used in result rows.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// The file it came from, as given.
+    pub file: String,
+    /// FNV-1a 64 of the file bytes plus the applied overrides (for the manifest).
+    pub source_hash: u64,
+    /// Scenario seed.
+    pub seed: u64,
+    /// Replications per policy.
+    pub replications: u32,
+    /// When arrivals stop and how long to drain.
+    pub horizon: Horizon,
+    /// Which arrivals are excluded from statistics.
+    pub warmup: Warmup,
+    /// Request classes.
+    pub classes: Vec<ClassSpec>,
+    /// Replica pools.
+    pub pools: Vec<PoolSpec>,
+    /// Policies to compare, in the order given.
+    pub policies: Vec<PolicySpec>,
+    /// Safety limits.
+    pub limits: Limits,
+    /// The `--set` overrides applied, as given (for reproduction commands).
+    pub overrides: Vec<String>,
+}
+
+/// When arrivals stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// Stop after this many arrivals.
+    pub max_requests: Option<u64>,
+    /// Stop arrivals at this time.
+    pub duration: Option<SimDuration>,
+    /// Bound on the drain after arrivals stop.
+    pub drain: Option<SimDuration>,
+}
+
+/// Warm-up: arrivals before both thresholds are passed are not measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Warmup {
+    /// Number of initial arrivals excluded.
+    pub requests: u64,
+    /// Arrivals before this time are excluded.
+    pub duration: SimDuration,
+}
+
+/// Safety limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Events per run.
+    pub max_events: u64,
+    /// Requests in flight at once.
+    pub max_in_flight: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_events: 20_000_000_000, max_in_flight: 2_000_000 }
+    }
+}
+
+/// A pool of identical replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub name: String,
+    /// Number of replicas.
+    pub replicas: u32,
+    /// Routing weight of each replica.
+    pub weight: u32,
+    /// What the replicas are.
+    pub kind: PoolKind,
+}
+
+/// Replica model of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolKind {
+    /// `slots` servers and a FIFO queue per replica.
+    Queue {
+        /// Parallel servers per replica.
+        slots: u32,
+        /// Pool-specific service time in seconds (overrides the class's).
+        service_s: Option<Dist>,
+        /// Most waiting requests per replica; arrivals beyond are rejected.
+        queue_capacity: Option<u32>,
+    },
+}
+
+/// A policy to run, with its parameters.
+#[derive(Debug, Clone)]
+pub struct PolicySpec {
+    /// Name in result rows (defaults to the policy name).
+    pub label: String,
+    /// Registry entry.
+    pub entry: &'static RouterEntry,
+    /// Parameters as a YAML mapping (`Null` for defaults).
+    pub params: serde_yaml_ng::Value,
+}
+
+/// Options that change a scenario as it is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `KEY=VALUE` overrides by dotted path.
+    pub set: Vec<String>,
+}
+
+/// Reads, overrides and validates the scenario at `path`.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Scenario, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::file(&file, format!("cannot read scenario: {e} (check the path)"))
+    })?;
+    load_str(&text, &file, opts)
+}
+
+/// Parses, overrides and validates scenario text; `file` names it in errors.
+pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Scenario, ConfigError> {
+    let raw: raw::RawScenario = if opts.set.is_empty() {
+        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(file, &e, true))?
+    } else {
+        let mut tree: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| yaml_error(file, &e, true))?;
+        for kv in &opts.set {
+            set::apply(&mut tree, kv)?;
+        }
+        serde_yaml_ng::from_value(tree).map_err(|e| yaml_error(file, &e, false))?
+    };
+    let mut hash_input = text.to_string();
+    for kv in &opts.set {
+        hash_input.push('\n');
+        hash_input.push_str(kv);
+    }
+    let mut s = validate::validate(raw, file)?;
+    s.source_hash = crate::rng::fnv1a64(&hash_input);
+    s.overrides = opts.set.clone();
+    Ok(s)
+}
+
+/// Turns a YAML/serde error into a one-line [`ConfigError`]. serde_yaml_ng messages already
+/// start with the field path (`workload[0].arrival: unknown field ...`).
+fn yaml_error(file: &str, e: &serde_yaml_ng::Error, with_location: bool) -> ConfigError {
+    let location = e
+        .location()
+        .filter(|_| with_location)
+        .map(|l| Location { line: l.line(), column: l.column() });
+    let mut msg = e.to_string();
+    // Drop the trailing " at line X column Y" the parser appends; the location is reported
+    // in the prefix instead.
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    let hint = if msg.contains("unknown field") {
+        " (remove or rename the key)"
+    } else if msg.contains("missing field") {
+        " (add the key)"
+    } else if msg.contains("invalid type") {
+        " (fix the value's type)"
+    } else if msg.contains("unknown variant") {
+        " (use one of the listed values)"
+    } else {
+        ""
+    };
+    let overridden = if with_location { "" } else { " [after --set overrides]" };
+    ConfigError {
+        file: file.to_string(),
+        location,
+        path: String::new(),
+        message: format!("{}{hint}{overridden}", msg.replace('\n', " ")),
+    }
+}

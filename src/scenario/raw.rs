@@ -1,0 +1,341 @@
+//! The scenario file as written: serde structs that mirror the YAML exactly.
+//!
+//! Every struct denies unknown keys, so a typo is an error naming the key and the valid ones.
+//! Units are in the key names (`_s`, `_per_s`, `_tokens`). Nothing here is checked beyond its
+//! type; `validate.rs` turns a [`RawScenario`] into a checked `Scenario`. This is the only
+//! file that knows the YAML shape, so the schema documented in the README lives here.
+
+use serde::Deserialize;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    /// Short identifier used in result rows.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Scenario seed; replication `r` runs with `run_seed = mix(seed, r)`.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Independent replications per policy (common random numbers across policies).
+    #[serde(default)]
+    pub replications: Option<u32>,
+    /// When arrivals stop.
+    pub horizon: RawHorizon,
+    /// Which requests are excluded from statistics.
+    #[serde(default)]
+    pub warmup: Option<RawWarmup>,
+    /// Request classes, superposed.
+    pub workload: Vec<RawClass>,
+    /// Replica pools.
+    pub cluster: RawCluster,
+    /// Routing policies to compare: names or `{ name, label, ...params }` mappings.
+    pub policies: Vec<serde_yaml_ng::Value>,
+    /// Safety limits.
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+}
+
+/// `horizon:` — at least one of `max_requests` and `duration_s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHorizon {
+    /// Stop arrivals after this many requests (all classes together).
+    #[serde(default)]
+    pub max_requests: Option<u64>,
+    /// Stop arrivals at this simulated time.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// After arrivals stop, wait at most this long for in-flight requests (unbounded if unset).
+    #[serde(default)]
+    pub drain_s: Option<f64>,
+}
+
+/// `warmup:` — requests arriving before this are simulated but not measured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarmup {
+    /// The first N arrivals are warm-up.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Arrivals before this simulated time are warm-up.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+}
+
+/// `limits:` — bounds that end a runaway run with an error instead of a hang.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Maximum events processed in one run.
+    #[serde(default)]
+    pub max_events: Option<u64>,
+    /// Maximum requests in flight at once.
+    #[serde(default)]
+    pub max_in_flight: Option<u64>,
+}
+
+/// One workload class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClass {
+    /// Class name.
+    pub class: String,
+    /// Arrival process.
+    pub arrival: RawArrival,
+    /// Service time in seconds on a `queue` replica (a pool's own `service_s` overrides it).
+    #[serde(default)]
+    pub service_s: Option<RawDist>,
+    /// Prompt length in tokens.
+    #[serde(default)]
+    pub prompt_tokens: Option<RawDist>,
+    /// Output length in tokens.
+    #[serde(default)]
+    pub output_tokens: Option<RawDist>,
+    /// Requests not finished this long after arrival are withdrawn and counted as timed out.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+}
+
+/// `arrival:` — tagged by `process`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "process", rename_all = "snake_case")]
+pub enum RawArrival {
+    /// Poisson process.
+    Poisson(RawPoisson),
+    /// Renewal process with gamma inter-arrival times.
+    Gamma(RawGamma),
+    /// Alternating on and off periods, Poisson within each.
+    Onoff(RawOnOff),
+    /// Sinusoidal rate (non-homogeneous Poisson).
+    Diurnal(RawDiurnal),
+    /// Piecewise-constant rate (non-homogeneous Poisson).
+    Step(RawStep),
+}
+
+/// `process: poisson`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoisson {
+    /// Mean arrival rate.
+    pub rate_per_s: f64,
+}
+
+/// `process: gamma`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGamma {
+    /// Mean arrival rate.
+    pub rate_per_s: f64,
+    /// Coefficient of variation of inter-arrival times (1 = Poisson, 0 = deterministic).
+    pub cv: f64,
+}
+
+/// `process: onoff`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnOff {
+    /// Mean (or fixed) length of an on period.
+    pub on_s: f64,
+    /// Mean (or fixed) length of an off period.
+    pub off_s: f64,
+    /// Poisson rate while on.
+    pub on_rate_per_s: f64,
+    /// Poisson rate while off (default 0).
+    #[serde(default)]
+    pub off_rate_per_s: Option<f64>,
+    /// `exponential` (default; a two-state MMPP) or `fixed` period lengths.
+    #[serde(default)]
+    pub durations: Option<RawDurations>,
+}
+
+/// How on/off period lengths are drawn.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDurations {
+    /// Exponentially distributed with the given mean.
+    Exponential,
+    /// Exactly the given length.
+    Fixed,
+}
+
+/// `process: diurnal`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiurnal {
+    /// Time-average rate.
+    pub mean_rate_per_s: f64,
+    /// Ratio of the peak rate to the trough rate (>= 1).
+    pub peak_to_trough: f64,
+    /// Period of the sinusoid.
+    pub period_s: f64,
+    /// Time of the first peak (default: a quarter period).
+    #[serde(default)]
+    pub peak_at_s: Option<f64>,
+}
+
+/// `process: step`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Rate changes, in increasing `at_s`; the first must be at 0.
+    pub steps: Vec<RawStepPoint>,
+}
+
+/// One rate change of a `step` process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStepPoint {
+    /// When the rate takes effect.
+    pub at_s: f64,
+    /// Poisson rate from then on (0 allowed).
+    pub rate_per_s: f64,
+}
+
+/// A distribution: tagged by `dist`, each with optional `min`/`max` clamps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum RawDist {
+    /// Always `value`.
+    Constant(RawConstant),
+    /// Exponential with the given mean.
+    Exponential(RawExponential),
+    /// Uniform on `[low, high]`.
+    Uniform(RawUniform),
+    /// Lognormal with the given mean and coefficient of variation.
+    Lognormal(RawLognormal),
+    /// Pareto (type I) with shape `alpha` and scale `min`.
+    Pareto(RawPareto),
+    /// Discrete: `values` with optional `weights`.
+    Empirical(RawEmpirical),
+}
+
+/// `dist: constant`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConstant {
+    /// The value.
+    pub value: f64,
+    /// Lower clamp.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `dist: exponential`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExponential {
+    /// Mean.
+    pub mean: f64,
+    /// Lower clamp.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `dist: uniform`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUniform {
+    /// Lower end.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+    /// Lower clamp.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `dist: lognormal`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLognormal {
+    /// Mean (of the unclamped distribution).
+    pub mean: f64,
+    /// Coefficient of variation (sd / mean).
+    pub cv: f64,
+    /// Lower clamp.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `dist: pareto`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPareto {
+    /// Shape; must be > 1 for a finite mean.
+    pub alpha: f64,
+    /// Scale: the smallest value.
+    pub min: f64,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `dist: empirical`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmpirical {
+    /// Possible values.
+    pub values: Vec<f64>,
+    /// Relative weights (default: equal).
+    #[serde(default)]
+    pub weights: Option<Vec<f64>>,
+    /// Lower clamp.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `cluster:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Replica pools.
+    pub pools: Vec<RawPool>,
+}
+
+/// A pool of identical replicas, tagged by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RawPool {
+    /// `slots` parallel servers behind one FIFO queue per replica.
+    Queue(RawQueuePool),
+}
+
+/// `kind: queue`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueuePool {
+    /// Pool name.
+    pub name: String,
+    /// Number of replicas.
+    pub replicas: u32,
+    /// Parallel servers per replica (default 1).
+    #[serde(default)]
+    pub slots: Option<u32>,
+    /// Routing weight of each replica (default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Pool-specific service time; overrides the class's `service_s`.
+    #[serde(default)]
+    pub service_s: Option<RawDist>,
+    /// Most requests that may wait in one replica's queue; arrivals beyond it are rejected.
+    #[serde(default)]
+    pub queue_capacity: Option<u32>,
+}
