@@ -1,1 +1,91 @@
-fn main() {}
+//! Engine throughput: events per second of a whole `routelab run` (scenario expansion, event
+//! loop, routing, metrics, row building) on M/M/8 at load 0.8, next to a minimal hand-written
+//! BinaryHeap DES of the same model as the yardstick.
+//!
+//! Run: `cargo bench --bench engine`. Figures go into the README's performance table.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand_core::RngCore;
+use rand_pcg::Pcg64Mcg;
+use routelab::experiment;
+use routelab::scenario::{load_str, LoadOptions};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+const REQUESTS: u64 = 1_000_000;
+
+fn mm8_yaml(policy: &str, requests: u64) -> String {
+    format!(
+        "name: mm8\nseed: 1\nhorizon: {{ max_requests: {requests} }}\nwarmup: {{ requests: 10000 }}\n\
+         workload:\n  - class: jobs\n    arrival: {{ process: poisson, rate_per_s: 64 }}\n    \
+         service_s: {{ dist: exponential, mean: 0.1 }}\n\
+         cluster:\n  pools:\n    - {{ name: q, kind: queue, replicas: 1, slots: 8 }}\n\
+         policies: [{policy}]\n"
+    )
+}
+
+/// One whole run as `routelab run --threads 1` does it; returns events processed.
+fn routelab_run(yaml: &str) -> u64 {
+    let s = load_str(yaml, "bench", &LoadOptions::default()).expect("valid bench scenario");
+    let plan = experiment::plan(vec![s], None);
+    let rows = experiment::execute(&plan, 1);
+    rows.iter().map(|r| r.as_ref().expect("run ok").get("events").unwrap_or(0.0) as u64).sum()
+}
+
+/// The yardstick: the smallest reasonable M/M/c DES — a BinaryHeap of (time, seq, kind),
+/// -ln(u) exponential draws from the same PCG-64, a counter for busy servers, a FIFO of
+/// arrival times, and a running sum of waits. No routing, no histograms, no outputs.
+fn minimal_des(requests: u64) -> u64 {
+    let mut rng = Pcg64Mcg::new(0x2545_f491_4f6c_dd1d_u128 | 1);
+    let mut u = move || ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+    let (lambda, mu, c) = (64.0, 10.0, 8u32);
+    let mut heap: BinaryHeap<Reverse<(u64, u64, bool)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let ns = |s: f64| (s * 1e9) as u64;
+    heap.push(Reverse((ns(-u().ln() / lambda), seq, true)));
+    let (mut busy, mut arrived, mut events, mut wait_sum) = (0u32, 0u64, 0u64, 0u64);
+    let mut queue = std::collections::VecDeque::new();
+    while let Some(Reverse((t, _, is_arrival))) = heap.pop() {
+        events += 1;
+        seq += 1;
+        if is_arrival {
+            arrived += 1;
+            if arrived < requests {
+                heap.push(Reverse((t + ns(-u().ln() / lambda), seq, true)));
+            }
+            if busy < c {
+                busy += 1;
+                heap.push(Reverse((t + ns(-u().ln() / mu), seq, false)));
+            } else {
+                queue.push_back(t);
+            }
+        } else if let Some(a) = queue.pop_front() {
+            wait_sum += t - a;
+            heap.push(Reverse((t + ns(-u().ln() / mu), seq, false)));
+        } else {
+            busy -= 1;
+        }
+    }
+    std::hint::black_box(wait_sum);
+    events
+}
+
+fn engine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mm8_load0.8");
+    g.sample_size(10);
+    let events = routelab_run(&mm8_yaml("round_robin", REQUESTS));
+    g.throughput(Throughput::Elements(events));
+    for policy in ["round_robin", "power_of_d", "least_requests", "join_shortest_queue"] {
+        let yaml = mm8_yaml(policy, REQUESTS);
+        g.bench_with_input(BenchmarkId::new("routelab_run", policy), &yaml, |b, y| {
+            b.iter(|| routelab_run(y))
+        });
+    }
+    let min_events = minimal_des(REQUESTS);
+    g.throughput(Throughput::Elements(min_events));
+    g.bench_function("minimal_binaryheap_des", |b| b.iter(|| minimal_des(REQUESTS)));
+    g.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

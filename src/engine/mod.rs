@@ -252,6 +252,7 @@ impl<'a> Sim<'a> {
         } else {
             self.cluster.enqueue(r, h);
         }
+        self.audit(r);
         Ok(())
     }
 
@@ -323,6 +324,12 @@ impl<'a> Sim<'a> {
                 self.start_service(r, next);
             }
         }
+        self.audit(r);
+    }
+
+    /// Work-conservation check of replica `r` after a change to it.
+    #[inline]
+    fn audit(&mut self, r: u32) {
         if self.cluster.idle_with_work(r) {
             self.viol.work_conservation += 1;
         }
@@ -363,6 +370,7 @@ impl<'a> Sim<'a> {
                 }
                 Phase::Free => {}
             }
+            self.audit(r);
         }
         let cs = &mut self.classes[class as usize];
         match cs.deadlines.front() {
@@ -389,6 +397,7 @@ impl<'a> Sim<'a> {
             .map_err(RunFailure::Invariant)?;
         // Queue replicas deliver the whole response at completion: TTFT = E2E.
         self.rec.ttft = self.rec.e2e.clone();
+        self.rec.finalize();
         let start = self.window_start.unwrap_or(self.now);
         let end = self.window_end.unwrap_or(self.now).max(start);
         Ok(RunOutput {

@@ -67,10 +67,44 @@ impl Counts {
     }
 }
 
-/// A latency distribution: histogram for quantiles plus exact sum and count for the mean.
+/// Sub-buckets per power of two: 2048 gives 3 significant decimal digits, the same layout as
+/// an HdrHistogram with `sigfig = 3` and a lowest discernible value of 1.
+const SUB_BUCKETS: u64 = 2048;
+const HALF: u64 = SUB_BUCKETS / 2;
+
+/// Index of `v` in the log-linear layout: values below 2048 get their own slot; above, the
+/// top 11 significant bits select the slot, so a slot spans `2^shift` values.
+#[inline(always)]
+fn slot_of(v: u64) -> usize {
+    if v < SUB_BUCKETS {
+        v as usize
+    } else {
+        let shift = 63 - u64::from(v.leading_zeros()) - 10;
+        (SUB_BUCKETS + (shift - 1) * HALF + ((v >> shift) - HALF)) as usize
+    }
+}
+
+/// The lowest value of slot `i` (inverse of [`slot_of`] on slot boundaries).
+fn slot_low(i: usize) -> u64 {
+    let i = i as u64;
+    if i < SUB_BUCKETS {
+        i
+    } else {
+        let shift = (i - SUB_BUCKETS) / HALF + 1;
+        let top = (i - SUB_BUCKETS) % HALF + HALF;
+        top << shift
+    }
+}
+
+/// A latency distribution: log-linear counts for quantiles plus exact sum and count for the
+/// mean. Recording is a few instructions (it is on the hot path of every request); the counts
+/// use HdrHistogram's own bucket layout and are loaded into an `hdrhistogram::Histogram` once,
+/// when the run ends, for quantile queries. The result is identical to recording into the
+/// HdrHistogram directly (tested).
 #[derive(Debug, Clone)]
 pub struct Latency {
-    hist_us: Histogram<u64>,
+    counts: Vec<u64>,
+    hist_us: Option<Histogram<u64>>,
     sum_ns: u128,
     count: u64,
     /// Values above [`HIST_MAX_US`].
@@ -86,9 +120,7 @@ impl Default for Latency {
 impl Latency {
     /// An empty distribution.
     pub fn new() -> Latency {
-        let hist_us = Histogram::new_with_bounds(1, HIST_MAX_US, 3)
-            .expect("constant histogram bounds are valid");
-        Latency { hist_us, sum_ns: 0, count: 0, overflows: 0 }
+        Latency { counts: Vec::new(), hist_us: None, sum_ns: 0, count: 0, overflows: 0 }
     }
 
     /// Records one value.
@@ -97,11 +129,31 @@ impl Latency {
         let ns = d.as_nanos();
         self.sum_ns += u128::from(ns);
         self.count += 1;
-        let us = (ns + 500) / 1000;
+        let mut us = (ns + 500) / 1000;
         if us > HIST_MAX_US {
             self.overflows += 1;
+            us = HIST_MAX_US;
         }
-        self.hist_us.saturating_record(us.min(HIST_MAX_US));
+        let i = slot_of(us);
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += 1;
+    }
+
+    /// Loads the counts into the HdrHistogram used for quantiles. Idempotent.
+    pub fn finalize(&mut self) {
+        if self.hist_us.is_some() {
+            return;
+        }
+        let mut h = Histogram::new_with_bounds(1, HIST_MAX_US, 3)
+            .expect("constant histogram bounds are valid");
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                h.saturating_record_n(slot_low(i), c);
+            }
+        }
+        self.hist_us = Some(h);
     }
 
     /// Values recorded.
@@ -117,10 +169,12 @@ impl Latency {
     /// Quantile `q` in [0, 1] in milliseconds (`None` if empty). Uses HdrHistogram's
     /// `value_at_quantile`: the smallest recorded bucket value with at least `q` of the
     /// population at or below it, reported as the bucket's highest equivalent value.
+    /// Requires [`Latency::finalize`] first (the engine finalizes every run's recorder).
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let h = self.hist_us.as_ref()?;
         (self.count > 0).then(|| {
-            let v = self.hist_us.value_at_quantile(q);
-            self.hist_us.highest_equivalent(v) as f64 / 1e3
+            let v = h.value_at_quantile(q);
+            h.highest_equivalent(v) as f64 / 1e3
         })
     }
 
@@ -160,6 +214,15 @@ pub struct Recorder {
     pub no_first_token: u64,
 }
 
+impl Recorder {
+    /// Prepares every distribution for quantile queries.
+    pub fn finalize(&mut self) {
+        for l in [&mut self.ttft, &mut self.e2e, &mut self.queue_wait, &mut self.tpot] {
+            l.finalize();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +242,7 @@ mod tests {
             })
             .collect();
         exact.sort_unstable();
+        l.finalize();
         for q in [0.5, 0.9, 0.95, 0.99, 0.999] {
             let rank = ((q * exact.len() as f64).ceil() as usize).max(1);
             let truth_ms = exact[rank - 1] as f64 / 1e3;
@@ -193,11 +257,42 @@ mod tests {
     }
 
     #[test]
+    fn layout_matches_hdrhistogram_exactly() {
+        let mut ours = Latency::new();
+        let mut direct = Histogram::<u64>::new_with_bounds(1, HIST_MAX_US, 3).expect("bounds");
+        let mut s = Stream::from_seed(99);
+        for _ in 0..100_000 {
+            let us = (20.0 * s.uniform_open() * std::f64::consts::LN_10).exp() as u64 % HIST_MAX_US;
+            ours.record(SimDuration(us * 1000));
+            direct.saturating_record(us);
+        }
+        for v in [0, 1, 2047, 2048, 2049, 4095, 4096, 123_456_789, HIST_MAX_US] {
+            ours.record(SimDuration(v * 1000));
+            direct.saturating_record(v);
+        }
+        ours.finalize();
+        let h = ours.hist_us.as_ref().expect("finalized");
+        for q in [0.0, 0.001, 0.1, 0.5, 0.9, 0.99, 0.9999, 1.0] {
+            assert_eq!(h.value_at_quantile(q), direct.value_at_quantile(q), "q {q}");
+        }
+        assert_eq!(h.len(), direct.len());
+        // Slot boundaries are HdrHistogram's bucket boundaries: the first and last value of a
+        // slot are equivalent there, and the next slot's first value is not.
+        for i in [0usize, 5, 2046, 2047, 2048, 3071, 3072, 10_000, 25_000] {
+            assert_eq!(slot_of(slot_low(i)), i);
+            let (lo, next) = (slot_low(i), slot_low(i + 1));
+            assert!(direct.equivalent(lo, next - 1), "slot {i}");
+            assert!(!direct.equivalent(lo, next), "slot {i}");
+        }
+    }
+
+    #[test]
     fn censoring_pushes_quantiles_to_infinity() {
         let mut l = Latency::new();
         for ms in 1..=90 {
             l.record(SimDuration(ms * 1_000_000));
         }
+        l.finalize();
         // 90 finite values and 10 censored: p50 is finite, p95 is infinite.
         let p50 = l.censored_quantile_ms(0.5, 10).expect("non-empty");
         assert!((p50 - 50.0).abs() < 0.06, "{p50}");

@@ -99,10 +99,10 @@ impl Dist {
     pub fn quantile(&self, u: f64) -> f64 {
         let x = match &self.law {
             Law::Constant(v) => *v,
-            Law::Exponential { mean } => -mean * (-u).ln_1p(),
+            Law::Exponential { mean } => -mean * (1.0 - u).ln(),
             Law::Uniform { low, high } => low + (high - low) * u,
             Law::Lognormal { mu, sigma } => (mu + sigma * normal_quantile(u)).exp(),
-            Law::Pareto { alpha, scale } => scale * (-(-u).ln_1p() / alpha).exp(),
+            Law::Pareto { alpha, scale } => scale * (-(1.0 - u).ln() / alpha).exp(),
             Law::Empirical { values, cumulative } => {
                 let i = cumulative.partition_point(|c| *c <= u);
                 values[i.min(values.len() - 1)]

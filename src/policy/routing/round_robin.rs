@@ -23,16 +23,28 @@ struct Params {
     start: Start,
 }
 
+/// `next` is the Envoy counter; `pos = next mod n` is kept incrementally (no division per
+/// pick) and recomputed when the candidate set changes.
 struct RoundRobin {
     next: u64,
+    pos: usize,
+    epoch: Option<(u64, usize)>,
 }
 
 impl Router for RoundRobin {
     #[inline]
     fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
         let c = view.candidates;
-        let pick = c[(self.next % c.len() as u64) as usize];
+        if self.epoch != Some((view.candidates_epoch, c.len())) {
+            self.epoch = Some((view.candidates_epoch, c.len()));
+            self.pos = (self.next % c.len() as u64) as usize;
+        }
+        let pick = c[self.pos];
         self.next = self.next.wrapping_add(1);
+        self.pos += 1;
+        if self.pos == c.len() {
+            self.pos = 0;
+        }
         pick
     }
 }
@@ -43,7 +55,7 @@ fn build(v: &serde_yaml_ng::Value, ctx: &BuildCtx<'_>) -> Result<Box<dyn Router>
         Start::Random => ctx.stream("round_robin").next_u64() >> 1,
         Start::Zero => 0,
     };
-    Ok(Box::new(RoundRobin { next }))
+    Ok(Box::new(RoundRobin { next, pos: 0, epoch: None }))
 }
 
 pub(super) static ENTRY: RouterEntry = RouterEntry {
