@@ -1,4 +1,30 @@
-//! routelab
+//! # routelab
+//!
+//! A deterministic discrete-event simulator of LLM-inference clusters and a benchmark lab for
+//! routing (and, later, admission and autoscaling) policies.
+//!
+//! ## Reading guide
+//!
+//! Follow a run from the outside in:
+//!
+//! 1. [`cli`] parses the command line; [`scenario`] reads a YAML file into strict raw structs
+//!    ([`scenario::raw`]), applies `--set` overrides ([`scenario::set`]) and validates it into a
+//!    [`scenario::Scenario`] ([`scenario::validate`]).
+//! 2. [`experiment`] expands scenarios × policies × replications into runs and executes them in
+//!    parallel with rayon, collecting rows in plan order.
+//! 3. [`engine`] runs one of them: events ordered by `(time, rank, seq)` ([`engine::event`]) in
+//!    a heap ([`engine::queue`]), requests in a slab ([`engine::request`]), the single
+//!    dispatch `match` in the run loop. The [`workload`] generates arrivals lazily per class from
+//!    named random streams ([`rng`]); the [`gateway`] routes each request with a policy from the
+//!    registry in [`policy::routing`]; the [`cluster`] holds replicas and their queues.
+//! 4. [`metrics`] records outcomes and latencies and checks invariants at the end of the run;
+//!    [`report`] turns outputs into rows, summaries, CSV, markdown and the manifest.
+//!
+//! Time is [`time::SimTime`], `u64` nanoseconds. Errors are typed ([`error`]); only `main`
+//! prints and exits.
+
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod cluster;
 pub mod engine;

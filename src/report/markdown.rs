@@ -1,20 +1,20 @@
 //! `summary.md` (also printed to stdout): one table per scenario and cell with the headline
 //! metrics, `mean ± ci95` when there are several replications.
 
-use super::{fmt_value, metric_index, SummaryRow, METRICS};
+use super::{fmt_value, metric_index, SummaryRow};
 use std::fmt::Write;
 
-/// Headline columns: (metric, header).
-const COLUMNS: &[(&str, &str)] = &[
-    ("ttft_ms_p50", "TTFT p50 ms"),
-    ("ttft_ms_p95", "TTFT p95 ms"),
-    ("ttft_ms_p99", "TTFT p99 ms"),
-    ("e2e_ms_mean", "E2E mean ms"),
-    ("queue_wait_ms_mean", "wait mean ms"),
-    ("throughput_rps", "throughput rps"),
-    ("timeout_rate", "timeout rate"),
-    ("rejection_rate", "reject rate"),
-    ("completed", "completed"),
+/// Headline columns: (metric, header, decimals shown).
+const COLUMNS: &[(&str, &str, usize)] = &[
+    ("ttft_ms_p50", "TTFT p50 ms", 1),
+    ("ttft_ms_p95", "TTFT p95 ms", 1),
+    ("ttft_ms_p99", "TTFT p99 ms", 1),
+    ("e2e_ms_mean", "E2E mean ms", 1),
+    ("queue_wait_ms_mean", "wait mean ms", 1),
+    ("throughput_rps", "throughput rps", 1),
+    ("timeout_rate", "timeout rate", 4),
+    ("rejection_rate", "reject rate", 4),
+    ("completed", "completed", 0),
 ];
 
 /// The markdown summary of `rows` (sorted by key).
@@ -37,7 +37,7 @@ pub fn summary_md(rows: &[SummaryRow]) -> String {
                 if r.replications == 1 { "" } else { "s" }
             );
             out.push_str("| policy |");
-            for (_, h) in COLUMNS {
+            for (_, h, _) in COLUMNS {
                 let _ = write!(out, " {h} |");
             }
             out.push_str("\n|---|");
@@ -45,9 +45,9 @@ pub fn summary_md(rows: &[SummaryRow]) -> String {
             out.push('\n');
         }
         let _ = write!(out, "| {} |", r.key.policy);
-        for (name, _) in COLUMNS {
+        for (name, _, p) in COLUMNS {
             let Some(i) = metric_index(name) else { continue };
-            let p = METRICS[i].precision.min(3);
+            let p = *p;
             let v = r.values[i];
             let cell = match (v.mean, v.ci95) {
                 (Some(_), Some(ci)) if r.replications > 1 => {

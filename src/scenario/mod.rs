@@ -6,11 +6,12 @@
 //! overridden, its line:column) → [`validate`] every number and cross-field rule into a
 //! [`Scenario`] whose fields are typed, unit-converted and ready to run.
 
+mod diagnose;
 pub mod raw;
 pub mod set;
 pub mod validate;
 
-use crate::error::{ConfigError, Location};
+use crate::error::ConfigError;
 use crate::policy::routing::RouterEntry;
 use crate::time::SimDuration;
 use crate::workload::dist::Dist;
@@ -132,23 +133,21 @@ pub struct LoadOptions {
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Scenario, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::file(&file, format!("cannot read scenario: {e} (check the path)"))
+        use std::io::ErrorKind;
+        let why = match e.kind() {
+            ErrorKind::NotFound => "no such file (check the path)".to_string(),
+            ErrorKind::InvalidData => "is not UTF-8 text (save the scenario as UTF-8 YAML)".into(),
+            _ if path.is_dir() => "is a directory (give a scenario .yaml file)".into(),
+            _ => format!("cannot read scenario: {e} (check the path and its permissions)"),
+        };
+        ConfigError::file(&file, why)
     })?;
     load_str(&text, &file, opts)
 }
 
 /// Parses, overrides and validates scenario text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Scenario, ConfigError> {
-    let raw: raw::RawScenario = if opts.set.is_empty() {
-        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(file, &e, true))?
-    } else {
-        let mut tree: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| yaml_error(file, &e, true))?;
-        for kv in &opts.set {
-            set::apply(&mut tree, kv)?;
-        }
-        serde_yaml_ng::from_value(tree).map_err(|e| yaml_error(file, &e, false))?
-    };
+    let raw = parse_raw(text, file, &opts.set)?;
     let mut hash_input = text.to_string();
     for kv in &opts.set {
         hash_input.push('\n');
@@ -160,35 +159,20 @@ pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Scenario, 
     Ok(s)
 }
 
-/// Turns a YAML/serde error into a one-line [`ConfigError`]. serde_yaml_ng messages already
-/// start with the field path (`workload[0].arrival: unknown field ...`).
-fn yaml_error(file: &str, e: &serde_yaml_ng::Error, with_location: bool) -> ConfigError {
-    let location = e
-        .location()
-        .filter(|_| with_location)
-        .map(|l| Location { line: l.line(), column: l.column() });
-    let mut msg = e.to_string();
-    // Drop the trailing " at line X column Y" the parser appends; the location is reported
-    // in the prefix instead.
-    if let Some(i) = msg.find(" at line ") {
-        msg.truncate(i);
+/// Parses `text` into the raw structs, applying `set` overrides on the YAML tree first. With
+/// overrides the tree is written back to YAML and parsed again, so schema errors still name
+/// the field path (their line:column would point into the rewritten text, so it is dropped).
+fn parse_raw(text: &str, file: &str, set: &[String]) -> Result<raw::RawScenario, ConfigError> {
+    if set.is_empty() {
+        return serde_yaml_ng::from_str(text).map_err(|e| diagnose::error(file, text, &e, true));
     }
-    let hint = if msg.contains("unknown field") {
-        " (remove or rename the key)"
-    } else if msg.contains("missing field") {
-        " (add the key)"
-    } else if msg.contains("invalid type") {
-        " (fix the value's type)"
-    } else if msg.contains("unknown variant") {
-        " (use one of the listed values)"
-    } else {
-        ""
-    };
-    let overridden = if with_location { "" } else { " [after --set overrides]" };
-    ConfigError {
-        file: file.to_string(),
-        location,
-        path: String::new(),
-        message: format!("{}{hint}{overridden}", msg.replace('\n', " ")),
+    let mut tree: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| diagnose::error(file, text, &e, true))?;
+    for kv in set {
+        set::apply(&mut tree, kv)?;
     }
+    let rewritten = serde_yaml_ng::to_string(&tree).map_err(|e| {
+        ConfigError::file(file, format!("cannot apply --set overrides: {e} (check the values)"))
+    })?;
+    serde_yaml_ng::from_str(&rewritten).map_err(|e| diagnose::error(file, &rewritten, &e, false))
 }

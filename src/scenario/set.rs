@@ -21,7 +21,10 @@ pub fn apply(tree: &mut Value, kv: &str) -> Result<(), ConfigError> {
         ));
     }
     let new: Value = serde_yaml_ng::from_str(value).map_err(|e| {
-        err(format!("value is not valid YAML: {}", e.to_string().replace('\n', " ")))
+        err(format!(
+            "VALUE is not valid YAML ({}); quote text that contains YAML syntax, e.g. --set 'name=\"a: b\"'",
+            without_marks(&e.to_string())
+        ))
     })?;
     let mut cur = tree;
     let parts: Vec<&str> = key.split('.').collect();
@@ -30,12 +33,12 @@ pub fn apply(tree: &mut Value, kv: &str) -> Result<(), ConfigError> {
         let here = if at.is_empty() { "the top level".to_string() } else { format!("`{at}`") };
         cur = match cur {
             Value::Sequence(seq) => {
-                let idx: usize = part.parse().map_err(|_| {
-                    err(format!("{here} is a list; `{part}` must be an index 0..{}", seq.len()))
-                })?;
                 let len = seq.len();
+                let idx: usize = part.parse().map_err(|_| {
+                    err(format!("{here} is a list; `{part}` is not an index ({})", indices(len)))
+                })?;
                 seq.get_mut(idx).ok_or_else(|| {
-                    err(format!("{here} has {len} entries; index {idx} is out of range"))
+                    err(format!("{here} has no entry {idx} ({})", indices(len)))
                 })?
             }
             Value::Mapping(map) => {
@@ -50,11 +53,45 @@ pub fn apply(tree: &mut Value, kv: &str) -> Result<(), ConfigError> {
                     _ => unreachable!("just assigned a mapping"),
                 }
             }
-            _ => return Err(err(format!("{here} is a scalar; it has no key `{part}`"))),
+            _ => {
+                return Err(err(format!(
+                    "{here} is a single value, not a mapping, so it has no key `{part}`; set it as a whole instead, e.g. --set '{at}={{ ... }}'"
+                )))
+            }
         };
     }
     *cur = new;
     Ok(())
+}
+
+/// The valid indices of a list of `len` entries, for messages.
+fn indices(len: usize) -> String {
+    match len {
+        0 => "the list is empty".to_string(),
+        1 => "the only index is 0".to_string(),
+        n => format!("use 0..={}", n - 1),
+    }
+}
+
+/// A YAML error message without its " at line L column C" positions (they point into VALUE,
+/// not into the scenario file) and on one line.
+fn without_marks(msg: &str) -> String {
+    let mut out = msg.replace('\n', " ");
+    while let Some(i) = out.find(" at line ") {
+        let rest = &out[i + " at line ".len()..];
+        let skip = rest
+            .split_once(" column ")
+            .map(|(line, col)| {
+                let digits = col.chars().take_while(char::is_ascii_digit).count();
+                line.len() + " column ".len() + digits
+            })
+            .filter(|_| rest.chars().next().is_some_and(|c| c.is_ascii_digit()));
+        match skip {
+            Some(n) => out.replace_range(i..i + " at line ".len() + n, ""),
+            None => break,
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -84,6 +121,17 @@ mod tests {
         apply(&mut t, "policies=[random, round_robin]").expect("ok");
         assert_eq!(t["horizon"]["max_requests"], Value::from(1000));
         assert_eq!(t["policies"][1], Value::from("round_robin"));
+    }
+
+    #[test]
+    fn yaml_positions_are_dropped_from_messages() {
+        assert_eq!(
+            without_marks(
+                "did not find x at line 2 column 1, while parsing a flow node at line 1 column 1"
+            ),
+            "did not find x, while parsing a flow node"
+        );
+        assert_eq!(without_marks("nothing at line end"), "nothing at line end");
     }
 
     #[test]

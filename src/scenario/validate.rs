@@ -15,6 +15,15 @@ use crate::workload::arrival::ArrivalSpec;
 use crate::workload::dist::{Dist, Law};
 use crate::workload::ClassSpec;
 
+/// `v` for messages: plain decimals, or scientific notation when very large or small.
+fn num(v: f64) -> String {
+    if v.is_finite() && v != 0.0 && !(1e-6..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 struct Ctx<'a> {
     file: &'a str,
 }
@@ -28,7 +37,7 @@ impl Ctx<'_> {
         if v.is_finite() {
             Ok(v)
         } else {
-            Err(self.err(path, format!("= {v}: must be a finite number")))
+            Err(self.err(path, format!("= {}: must be a finite number", num(v))))
         }
     }
 
@@ -36,7 +45,7 @@ impl Ctx<'_> {
         if self.finite(path, v)? > 0.0 {
             Ok(v)
         } else {
-            Err(self.err(path, format!("= {v}: must be > 0")))
+            Err(self.err(path, format!("= {}: must be > 0", num(v))))
         }
     }
 
@@ -44,14 +53,14 @@ impl Ctx<'_> {
         if self.finite(path, v)? >= 0.0 {
             Ok(v)
         } else {
-            Err(self.err(path, format!("= {v}: must be >= 0")))
+            Err(self.err(path, format!("= {}: must be >= 0", num(v))))
         }
     }
 
     fn seconds(&self, path: &str, v: f64) -> Result<SimDuration, ConfigError> {
         let s = self.positive(path, v)?;
         if s > 1e9 {
-            return Err(self.err(path, format!("= {v}: must be at most 1e9 seconds")));
+            return Err(self.err(path, format!("= {}: must be at most 1e9 seconds", num(v))));
         }
         Ok(SimDuration::from_secs_f64(s))
     }
@@ -127,8 +136,9 @@ fn warmup(c: &Ctx<'_>, w: Option<&RawWarmup>, h: &Horizon) -> Result<Warmup, Con
             return Err(c.err(
                 "warmup.duration_s",
                 format!(
-                    "= {}: must be below horizon.duration_s or nothing is measured",
-                    duration.as_secs_f64()
+                    "= {}: must be below horizon.duration_s ({}) or nothing is measured",
+                    num(duration.as_secs_f64()),
+                    num(hd.as_secs_f64())
                 ),
             ));
         }
@@ -255,7 +265,7 @@ fn arrival(c: &Ctx<'_>, path: &str, a: &RawArrival) -> Result<ArrivalSpec, Confi
         RawArrival::Gamma(x) => {
             let cv = c.non_negative(&p("cv"), x.cv)?;
             if cv > 100.0 {
-                return Err(c.err(&p("cv"), format!("= {cv}: must be at most 100")));
+                return Err(c.err(&p("cv"), format!("= {}: must be at most 100", num(cv))));
             }
             ArrivalSpec::Gamma { rate_per_s: c.positive(&p("rate_per_s"), x.rate_per_s)?, cv }
         }
@@ -271,9 +281,10 @@ fn arrival(c: &Ctx<'_>, path: &str, a: &RawArrival) -> Result<ArrivalSpec, Confi
         RawArrival::Diurnal(x) => {
             let r = c.finite(&p("peak_to_trough"), x.peak_to_trough)?;
             if !(1.0..=1000.0).contains(&r) {
-                return Err(
-                    c.err(&p("peak_to_trough"), format!("= {r}: must be in 1..=1000 (1 = flat)"))
-                );
+                return Err(c.err(
+                    &p("peak_to_trough"),
+                    format!("= {}: must be in 1..=1000 (1 = flat)", num(r)),
+                ));
             }
             let period_s = c.positive(&p("period_s"), x.period_s)?;
             let peak_at_s = match x.peak_at_s {
@@ -303,16 +314,17 @@ fn step(c: &Ctx<'_>, path: &str, x: &RawStep) -> Result<ArrivalSpec, ConfigError
         let sp = format!("{path}.steps[{j}]");
         let at = c.non_negative(&format!("{sp}.at_s"), s.at_s)?;
         if j == 0 && at != 0.0 {
-            return Err(
-                c.err(&format!("{sp}.at_s"), format!("= {at}: the first step must be at 0"))
-            );
+            return Err(c.err(
+                &format!("{sp}.at_s"),
+                format!("= {}: the first step must be at 0", num(at)),
+            ));
         }
         let t = SimTime::ZERO + SimDuration::from_secs_f64(at);
         if let Some(prev) = steps.last() {
             if t <= prev.0 {
                 return Err(c.err(
                     &format!("{sp}.at_s"),
-                    format!("= {at}: steps must be in increasing time"),
+                    format!("= {}: steps must be in increasing time", num(at)),
                 ));
             }
         }
@@ -340,7 +352,7 @@ fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
             let low = c.non_negative(&p("low"), x.low)?;
             let high = c.finite(&p("high"), x.high)?;
             if high < low {
-                return Err(c.err(&p("high"), format!("= {high}: must be >= low ({low})")));
+                return Err(c.err(&p("high"), format!("= {}: must be >= low ({low})", num(high))));
             }
             (Law::Uniform { low, high }, x.min, x.max)
         }
@@ -354,7 +366,7 @@ fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
             if alpha <= 1.0 {
                 return Err(c.err(
                     &p("alpha"),
-                    format!("= {alpha}: must be > 1 (the mean is infinite otherwise)"),
+                    format!("= {}: must be > 1 (the mean is infinite otherwise)", num(alpha)),
                 ));
             }
             let scale = c.positive(&p("min"), x.min)?;
@@ -370,7 +382,7 @@ fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
     }
     if let (Some(lo), Some(hi)) = (min, max) {
         if hi < lo {
-            return Err(c.err(&p("max"), format!("= {hi}: must be >= min ({lo})")));
+            return Err(c.err(&p("max"), format!("= {}: must be >= min ({lo})", num(hi))));
         }
     }
     Ok(Dist::new(law, min, max))
@@ -428,7 +440,7 @@ fn policies(
         let spec = policy(c, &path, v)?;
         let ctx = BuildCtx { run_seed: 0, weights: &weights };
         (spec.entry.build)(&spec.params, &ctx)
-            .map_err(|e| c.err(&path, format!("{} {e}", spec.entry.name)))?;
+            .map_err(|e| policy_param_error(c, &path, &spec, &ctx, &e))?;
         if out.iter().any(|o| o.label == spec.label) {
             return Err(c.err(
                 &path,
@@ -441,6 +453,47 @@ fn policies(
         out.push(spec);
     }
     Ok(out)
+}
+
+/// The error for policy parameters that `spec`'s constructor rejected with `e`: names the
+/// parameter when one alone reproduces the error, and lists the valid ones for unknown keys.
+fn policy_param_error(
+    c: &Ctx<'_>,
+    path: &str,
+    spec: &PolicySpec,
+    ctx: &BuildCtx<'_>,
+    e: &str,
+) -> ConfigError {
+    use serde_yaml_ng::{Mapping, Value};
+    let name = spec.entry.name;
+    if let Some(rest) = e.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or_default();
+        let valid: Vec<&str> = spec.entry.params.iter().map(|p| p.name).collect();
+        let msg = if valid.is_empty() {
+            format!("{name} takes no parameters: remove `{key}`")
+        } else {
+            format!("{name} has no parameter `{key}`; valid: {}", valid.join(", "))
+        };
+        return c.err(path, format!("{msg} (see `routelab list policies`)"));
+    }
+    // serde_yaml_ng's wording for an enum given a non-string value.
+    let shown = e.replace("a Value::Tagged enum", "one of the names listed");
+    if let Value::Mapping(m) = &spec.params {
+        for (k, v) in m {
+            let mut one = Mapping::new();
+            one.insert(k.clone(), v.clone());
+            let alone = (spec.entry.build)(&Value::Mapping(one), ctx).err();
+            if let (Some(alone), Some(k)) = (alone, k.as_str()) {
+                if alone == e {
+                    return c.err(
+                        &format!("{path}.{k}"),
+                        format!("{name}: {shown} (see `routelab list policies`)"),
+                    );
+                }
+            }
+        }
+    }
+    c.err(path, format!("{name}: {shown} (see `routelab list policies`)"))
 }
 
 /// Parses one `policies:` entry: a name, or a mapping with `name`, optional `label`, and the

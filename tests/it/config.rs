@@ -1,0 +1,511 @@
+//! Bad input and the command line.
+//!
+//! Every fixture in `tests/scenarios/invalid/` must fail to load with a one-line error that
+//! starts with the file, names the field path (or line:column for YAML-level errors) and
+//! contains the substring its `# expect:` header gives. The CLI tests run the real binary:
+//! bad input exits 2 with one `error:` line and never panics (exit 101) nor touches results
+//! already written; `validate`, `list policies`, `--help` and `run` (with and without a file)
+//! work. Runs are kept tiny so the module takes a few seconds.
+
+use routelab::policy::routing::ROUTERS;
+use routelab::scenario::{self, LoadOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The crate root: where `scenarios/` and `tests/scenarios/` live.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn invalid_dir() -> PathBuf {
+    root().join("tests/scenarios/invalid")
+}
+
+/// The `.yaml` files directly in `dir`, sorted; empty if `dir` does not exist.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("read_dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// What a fixture's header comments promise about its error.
+#[derive(Debug, Default)]
+struct Expect {
+    /// Substrings the message must contain (`# expect: ...`, one or more).
+    substrings: Vec<String>,
+    /// `# expect-location: yes`: the message carries `:line:col` after the file.
+    location: bool,
+    /// `# expect-whole-file: yes`: an error about the whole file (no path, no location).
+    whole_file: bool,
+}
+
+fn expectations(text: &str) -> Expect {
+    let mut e = Expect::default();
+    for line in text.lines().take_while(|l| l.starts_with('#')) {
+        if let Some(s) = line.strip_prefix("# expect: ") {
+            e.substrings.push(s.to_string());
+        } else if line.trim() == "# expect-location: yes" {
+            e.location = true;
+        } else if line.trim() == "# expect-whole-file: yes" {
+            e.whole_file = true;
+        }
+    }
+    e
+}
+
+/// Whether `rest` starts with `:LINE:COL: ` (both 1-based numbers).
+fn starts_with_location(rest: &str) -> bool {
+    let mut parts = rest.splitn(4, ':');
+    let empty = parts.next() == Some("");
+    let number = |p: Option<&str>| {
+        p.is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) && s != "0")
+    };
+    empty && number(parts.next()) && number(parts.next()) && parts.next().is_some()
+}
+
+#[test]
+fn invalid_fixtures_fail_with_one_line_naming_the_field() {
+    let files = yaml_files(&invalid_dir());
+    assert!(files.len() >= 30, "expected the invalid fixtures, found {}", files.len());
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().expect("file name").to_string_lossy().to_string();
+        let text = std::fs::read_to_string(path).expect("fixture readable");
+        assert!(text.starts_with("# expect: "), "{name}: first line must be `# expect: ...`");
+        let expect = expectations(&text);
+        let loaded = std::panic::catch_unwind(|| scenario::load(path, &LoadOptions::default()));
+        let err = match loaded {
+            Err(_) => {
+                failures.push(format!("{name}: load panicked"));
+                continue;
+            }
+            Ok(Ok(_)) => {
+                failures.push(format!("{name}: loaded without error"));
+                continue;
+            }
+            Ok(Err(e)) => e,
+        };
+        let msg = err.to_string();
+        let file = path.display().to_string();
+        let mut problems = Vec::new();
+        if msg.contains(['\n', '\r']) {
+            problems.push("is not one line".to_string());
+        }
+        if !msg.starts_with(&file) {
+            problems.push(format!("does not start with the file path {file}"));
+        }
+        for s in &expect.substrings {
+            if !msg.contains(s.as_str()) {
+                problems.push(format!("does not contain {s:?}"));
+            }
+        }
+        let rest = msg.strip_prefix(&file).unwrap_or("");
+        if expect.location && (!starts_with_location(rest) || err.location.is_none()) {
+            problems.push("has no :line:col after the file".to_string());
+        }
+        if !expect.whole_file && err.location.is_none() && err.path.is_empty() {
+            problems.push("names neither a field path nor a line:col".to_string());
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {msg:?} {}", problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{} fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn bad_set_overrides_name_the_flag_or_the_field() {
+    let quickstart = root().join("scenarios/quickstart.yaml");
+    let file = quickstart.display().to_string();
+    let cases: &[(&str, &str)] = &[
+        ("noequals", "<command line>: --set noequals: expected KEY=VALUE"),
+        ("=3", "empty path component"),
+        ("workload..class=x", "empty path component"),
+        ("workload.7.class=x", "`workload` has no entry 7"),
+        ("workload.first.class=x", "`first` is not an index"),
+        ("name.sub=1", "`name` is a single value, not a mapping, so it has no key `sub`"),
+        ("name=[", "VALUE is not valid YAML"),
+        ("workload.0.arrival.rate_per_s=fast", "workload[0].arrival.rate_per_s: invalid type"),
+        ("workload.0.arrival.rate_per_s=-3", "workload[0].arrival.rate_per_s: = -3: must be > 0"),
+        ("workload.0.arrival.rate_per_sec=3", "workload[0].arrival: unknown field `rate_per_sec`"),
+        ("cluster.pools.0.replicas=0", "cluster.pools[0].replicas: = 0"),
+        ("cluster.pools.0.replicas=-1", "cluster.pools[0].replicas: invalid value"),
+        ("policies=[nope]", "policies[0]: unknown policy \"nope\"; valid: "),
+        ("horizon.max_requests=x", "horizon.max_requests: invalid type"),
+    ];
+    for (kv, want) in cases {
+        let opts = LoadOptions { set: vec![(*kv).to_string()] };
+        let err = scenario::load(&quickstart, &opts).expect_err(kv);
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "--set {kv}: not one line: {msg:?}");
+        assert!(msg.contains(want), "--set {kv}: {msg:?} should contain {want:?}");
+        if msg.starts_with(&file) {
+            // Line:column would point into the rewritten tree, not the file.
+            assert!(err.location.is_none(), "--set {kv}: {msg:?} has a location");
+            assert!(!err.path.is_empty(), "--set {kv}: {msg:?} names no field");
+        } else {
+            assert!(msg.starts_with("<command line>: --set "), "--set {kv}: {msg:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary.
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("routelab-config-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A scenario that runs in milliseconds: 2 policies × 2 replications of 2000 requests.
+const TINY: &str = "\
+name: tiny
+seed: 7
+replications: 2
+horizon: { max_requests: 2000 }
+warmup: { requests: 100 }
+workload:
+  - class: a
+    arrival: { process: poisson, rate_per_s: 20 }
+    service_s: { dist: exponential, mean: 0.05 }
+    timeout_s: 5
+cluster:
+  pools:
+    - { name: p, kind: queue, replicas: 2, slots: 1 }
+policies: [round_robin, least_requests]
+";
+
+/// Writes [`TINY`] into `dir` and returns its path.
+fn write_tiny(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.yaml");
+    std::fs::write(&path, TINY).expect("write scenario");
+    path
+}
+
+/// Runs the binary in `cwd`; never lets a panic (exit 101) or a signal pass.
+fn routelab<S: AsRef<std::ffi::OsStr>>(cwd: &Path, args: &[S]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_routelab"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("spawn routelab");
+    let code = out.status.code();
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().to_string()).collect();
+    assert!(
+        code.is_some() && code != Some(101),
+        "routelab {shown:?} panicked or was killed ({:?}); stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Asserts exit code 2, nothing on stdout, and exactly one stderr line starting `error:`;
+/// returns that line.
+fn assert_bad_input(o: &Output, what: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{what}: exit code; stderr: {err}");
+    assert!(o.stdout.is_empty(), "{what}: stdout not empty: {}", stdout(o));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: stderr is not one line: {err:?}");
+    assert!(lines[0].starts_with("error: "), "{what}: {err:?}");
+    lines[0].to_string()
+}
+
+#[test]
+fn cli_bad_input_exits_2_with_one_error_line() {
+    let tmp = TempDir::new("bad");
+    let tiny = write_tiny(tmp.path());
+    let tiny = tiny.to_str().expect("utf-8 path");
+    let out = tmp.path().join("out");
+    let out = out.to_str().expect("utf-8 path");
+    let negative_rate = invalid_dir().join("negative_rate.yaml");
+    let negative_rate = negative_rate.to_str().expect("utf-8 path");
+    let names: Vec<&str> = ROUTERS.iter().map(|e| e.name).collect();
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (
+            vec!["run", "missing.yaml", "--out", out],
+            vec!["missing.yaml".into(), "no such file".into()],
+        ),
+        (vec!["validate", "missing.yaml"], vec!["missing.yaml".into()]),
+        (
+            vec!["run", tiny, "--policy", "nope", "--out", out],
+            vec!["unknown policy \"nope\"".into(), format!("valid: {}", names.join(", "))],
+        ),
+        (vec!["run", tiny, "--set", "noequals", "--out", out], vec!["--set noequals".into()]),
+        (
+            vec!["run", tiny, "--set", "workload.3.class=x", "--out", out],
+            vec!["has no entry 3".into()],
+        ),
+        (
+            vec!["run", tiny, "--set", "workload.0.arrival.rate_per_s=fast", "--out", out],
+            vec!["workload[0].arrival.rate_per_s".into()],
+        ),
+        (vec!["run", tiny, "--replications", "0", "--out", out], vec!["--replications".into()]),
+        (
+            vec!["run", negative_rate, "--out", out],
+            vec!["negative_rate.yaml: workload[0].arrival.rate_per_s".into()],
+        ),
+    ];
+    for (args, wants) in &cases {
+        let o = routelab(tmp.path(), args);
+        let line = assert_bad_input(&o, &format!("{args:?}"));
+        for want in wants {
+            assert!(line.contains(want.as_str()), "{args:?}: {line:?} should contain {want:?}");
+        }
+    }
+    assert!(!Path::new(out).exists(), "bad input created the output directory");
+}
+
+#[test]
+fn cli_validate_rejects_every_invalid_fixture() {
+    for path in yaml_files(&invalid_dir()) {
+        let o = routelab(&root(), &[Path::new("validate"), &path]);
+        let line = assert_bad_input(&o, &path.display().to_string());
+        assert!(line.contains(&path.display().to_string()), "{line:?}");
+    }
+}
+
+#[test]
+fn cli_validate_accepts_the_bundled_scenarios() {
+    let mut files = yaml_files(&root().join("scenarios"));
+    files.extend(yaml_files(&root().join("scenarios/validation")));
+    assert!(!files.is_empty(), "no bundled scenarios found");
+    let mut args = vec![PathBuf::from("validate")];
+    args.extend(files.iter().cloned());
+    let o = routelab(&root(), &args);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let text = stdout(&o);
+    for f in &files {
+        assert!(text.contains(&format!("{}: ok", f.display())), "{f:?} not reported ok:\n{text}");
+    }
+}
+
+#[test]
+fn cli_lists_every_policy_with_its_parameters() {
+    let o = routelab(&root(), &["list", "policies"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let text = stdout(&o);
+    assert!(ROUTERS.len() >= 6, "policies missing from the registry");
+    for e in ROUTERS {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(e.name))
+            .unwrap_or_else(|| panic!("{} not listed:\n{text}", e.name));
+        assert!(line.contains(e.summary), "{}: summary missing in {line:?}", e.name);
+        for p in e.params {
+            let listed = text.lines().any(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(p.name) && l.contains(p.default)
+            });
+            assert!(listed, "{}.{} (default {}) not listed:\n{text}", e.name, p.name, p.default);
+        }
+    }
+}
+
+#[test]
+fn cli_help_and_version_work() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["validate", "--help"],
+        &["list", "--help"],
+        &["help", "run"],
+    ] {
+        let o = routelab(&root(), args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Usage"), "{args:?}: no usage:\n{}", stdout(&o));
+    }
+    let run_help = stdout(&routelab(&root(), &["run", "--help"]));
+    for flag in ["--out", "--set", "--policy", "--replications", "--seed", "--threads"] {
+        assert!(run_help.contains(flag), "run --help does not mention {flag}");
+    }
+    let o = routelab(&root(), &["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")), "{}", stdout(&o));
+}
+
+const REQUIRED_RUN_COLUMNS: &[&str] = &[
+    "scenario",
+    "cell",
+    "policy",
+    "replication",
+    "seed",
+    "arrivals",
+    "completed",
+    "timed_out",
+    "rejected",
+    "ttft_ms_mean",
+    "ttft_ms_p50",
+    "ttft_ms_p95",
+    "ttft_ms_p99",
+    "e2e_ms_mean",
+    "e2e_ms_p95",
+    "e2e_ms_p99",
+    "queue_wait_ms_mean",
+    "queue_wait_ms_p95",
+    "throughput_rps",
+    "timeout_rate",
+];
+
+const RESULT_FILES: &[&str] = &["runs.csv", "summary.csv", "summary.md", "manifest.json"];
+
+/// Every file under `dir` (recursively) with its bytes, by relative path.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).expect("under base").to_path_buf();
+                out.insert(rel, std::fs::read(&p).expect("read result file"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The header of a CSV file and its data rows, split on commas (our values have none).
+fn csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::str::from_utf8(bytes).expect("CSV is UTF-8");
+    let mut lines = text.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
+    let header = lines.next().expect("CSV has a header");
+    (header, lines.collect())
+}
+
+#[test]
+fn cli_run_writes_results_and_prints_the_summary() {
+    let tmp = TempDir::new("run");
+    let tiny = write_tiny(tmp.path());
+    let out = tmp.path().join("out");
+    let o = routelab(
+        tmp.path(),
+        &[Path::new("run"), &tiny, Path::new("--out"), &out, Path::new("--quiet")],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(o.stderr.is_empty(), "--quiet run wrote to stderr: {}", stderr(&o));
+    let files = snapshot(&out);
+    for f in RESULT_FILES {
+        assert!(files.contains_key(Path::new(f)), "{f} not written; have {:?}", files.keys());
+    }
+    let md = String::from_utf8(files[Path::new("summary.md")].clone()).expect("UTF-8");
+    assert_eq!(stdout(&o), md, "stdout is not the markdown summary");
+    assert!(md.contains('|') && md.contains("round_robin") && md.contains("least_requests"));
+
+    let (header, rows) = csv(&files[Path::new("runs.csv")]);
+    let positions: Vec<usize> = REQUIRED_RUN_COLUMNS
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).unwrap_or_else(|| panic!("runs.csv lacks {c}")))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "runs.csv column order: {header:?}");
+    assert_eq!(rows.len(), 2 * 2, "2 policies x 2 replications");
+    let col = |name: &str| header.iter().position(|h| h == name).expect("column");
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "ragged row {r:?}");
+        assert_eq!(r[col("scenario")], "tiny");
+        assert_eq!(r[col("arrivals")], "1900", "2000 arrivals minus 100 warm-up");
+    }
+    let (sheader, srows) = csv(&files[Path::new("summary.csv")]);
+    assert!(sheader.iter().any(|h| h == "ttft_ms_p95"), "summary.csv header {sheader:?}");
+    assert_eq!(srows.len(), 2, "one summary row per policy");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files[Path::new("manifest.json")]).expect("manifest is JSON");
+    assert_eq!(manifest["runs"], 4, "{manifest}");
+}
+
+#[test]
+fn cli_run_without_a_file_runs_the_quickstart() {
+    let small = ["--set", "horizon.max_requests=2000", "--set", "warmup.requests=100"];
+    // From the crate root (scenarios/quickstart.yaml on disk) and from an empty directory
+    // (the copy built into the binary).
+    let here = TempDir::new("quickstart");
+    for cwd in [root(), here.path().to_path_buf()] {
+        let out = TempDir::new("quickstart-out");
+        let mut args: Vec<&str> = vec!["run", "--replications", "1", "--quiet", "--out"];
+        args.push(out.path().to_str().expect("utf-8 path"));
+        args.extend(small);
+        let o = routelab(&cwd, &args);
+        assert_eq!(o.status.code(), Some(0), "in {cwd:?}: {}", stderr(&o));
+        let (header, rows) = csv(&std::fs::read(out.path().join("runs.csv")).expect("runs.csv"));
+        let scenario = header.iter().position(|h| h == "scenario").expect("scenario column");
+        assert!(!rows.is_empty(), "in {cwd:?}: no rows");
+        assert!(rows.iter().all(|r| r[scenario] == "quickstart"), "in {cwd:?}: {rows:?}");
+        assert!(stdout(&o).contains("quickstart"), "in {cwd:?}: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn cli_bad_input_keeps_results_already_written() {
+    let tmp = TempDir::new("keep");
+    let tiny = write_tiny(tmp.path());
+    let tiny = tiny.to_str().expect("utf-8 path");
+    let out = tmp.path().join("out");
+    let out = out.to_str().expect("utf-8 path");
+    let o = routelab(tmp.path(), &["run", tiny, "--out", out, "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let before = snapshot(Path::new(out));
+    for f in RESULT_FILES {
+        assert!(before.contains_key(Path::new(f)), "{f} not written");
+    }
+    let invalid = invalid_dir().join("zero_replicas.yaml");
+    let invalid = invalid.to_str().expect("utf-8 path");
+    let bad: &[&[&str]] = &[
+        &["run", tiny, "--out", out, "--set", "workload.0.arrival.rate_per_s"],
+        &["run", tiny, "--out", out, "--set", "workload.5.class=x"],
+        &["run", tiny, "--out", out, "--set", "workload.0.arrival.rate_per_s=-1"],
+        &["run", tiny, "--out", out, "--policy", "nope"],
+        &["run", tiny, "--out", out, "--replications", "0"],
+        &["run", tiny, invalid, "--out", out],
+        &["run", tiny, "missing.yaml", "--out", out],
+    ];
+    for args in bad {
+        let o = routelab(tmp.path(), args);
+        assert_bad_input(&o, &format!("{args:?}"));
+        let after = snapshot(Path::new(out));
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "{args:?} changed the set of files"
+        );
+        for (f, bytes) in &before {
+            assert!(after[f] == *bytes, "{args:?} changed {f:?}");
+        }
+    }
+}
