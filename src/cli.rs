@@ -93,6 +93,14 @@ pub enum CliError {
     /// Bad scenario or flag (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `validate` found invalid scenarios, each already reported (exit 2).
+    #[error("{bad} of {total} scenario file(s) invalid")]
+    Invalid {
+        /// Invalid files.
+        bad: usize,
+        /// Files checked.
+        total: usize,
+    },
     /// Results could not be written (exit 2).
     #[error(transparent)]
     Output(#[from] OutputError),
@@ -106,7 +114,7 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Output(_) => 2,
+            CliError::Config(_) | CliError::Output(_) | CliError::Invalid { .. } => 2,
             CliError::Runs(errs) => {
                 if errs.iter().any(|e| matches!(e.failure, RunFailure::Invariant(_))) {
                     3
@@ -123,15 +131,26 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Run(args) => run(&args),
         Command::Validate { files, set } => {
+            // Check every file and report each problem, then fail if any was bad.
+            let mut bad = 0;
             for f in &files {
-                let s = scenario::load(f, &LoadOptions { set: set.clone() })?;
-                println!(
-                    "{}: ok ({} classes, {} replicas, {} policies)",
-                    f.display(),
-                    s.classes.len(),
-                    s.pools.iter().map(|p| p.replicas).sum::<u32>(),
-                    s.policies.len()
-                );
+                match scenario::load(f, &LoadOptions { set: set.clone() }) {
+                    Ok(s) => println!(
+                        "{}: ok ({} classes, {} replicas, {} policies)",
+                        f.display(),
+                        s.classes.len(),
+                        s.pools.iter().map(|p| p.replicas).sum::<u32>(),
+                        s.policies.len()
+                    ),
+                    Err(e) if files.len() == 1 => return Err(e.into()),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        bad += 1;
+                    }
+                }
+            }
+            if bad > 0 {
+                return Err(CliError::Invalid { bad, total: files.len() });
             }
             Ok(0)
         }

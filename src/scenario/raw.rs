@@ -31,11 +31,23 @@ pub struct RawScenario {
     pub workload: Vec<RawClass>,
     /// Replica pools.
     pub cluster: RawCluster,
-    /// Routing policies to compare: names or `{ name, label, ...params }` mappings.
+    /// Routing policies to compare: names or `{ name, label, ...params }` mappings; `all` (alone
+    /// or as a list entry) stands for every registered policy with default parameters.
+    #[serde(deserialize_with = "one_or_many")]
     pub policies: Vec<serde_yaml_ng::Value>,
     /// Safety limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+}
+
+/// Accepts a single value or a list of values.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<serde_yaml_ng::Value>, D::Error> {
+    match serde_yaml_ng::Value::deserialize(d)? {
+        serde_yaml_ng::Value::Sequence(v) => Ok(v),
+        other => Ok(vec![other]),
+    }
 }
 
 /// `horizon:` — at least one of `max_requests` and `duration_s`.

@@ -437,6 +437,17 @@ fn policies(
     let mut out: Vec<PolicySpec> = Vec::new();
     for (i, v) in ps.iter().enumerate() {
         let path = format!("policies[{i}]");
+        if v.as_str() == Some("all") {
+            // Every registered policy with defaults, skipping labels already listed.
+            for e in routing::ROUTERS {
+                let name = serde_yaml_ng::Value::String(e.name.to_string());
+                let listed = ps.iter().any(|p| p.as_str() == Some(e.name));
+                if !listed && !out.iter().any(|o| o.label == e.name) {
+                    out.push(policy(c, &path, &name)?);
+                }
+            }
+            continue;
+        }
         let spec = policy(c, &path, v)?;
         let ctx = BuildCtx { run_seed: 0, weights: &weights };
         (spec.entry.build)(&spec.params, &ctx)

@@ -79,3 +79,23 @@ fn registry_names_are_unique_sorted_and_documented() {
         }
     }
 }
+
+#[test]
+fn policies_all_expands_to_every_registered_policy() {
+    let base = "name: all\nhorizon: { max_requests: 10 }\nworkload:\n  - class: a\n    \
+                arrival: { process: poisson, rate_per_s: 1 }\n    service_s: { dist: constant, value: 0.1 }\n\
+                cluster:\n  pools:\n    - { name: q, kind: queue, replicas: 2 }\n";
+    let s = crate::common::scenario(&format!("{base}policies: all\n"));
+    let labels: Vec<&str> = s.policies.iter().map(|p| p.label.as_str()).collect();
+    let names: Vec<&str> = ROUTERS.iter().map(|e| e.name).collect();
+    assert_eq!(labels, names);
+    // Listed policies keep their parameters; `all` adds the rest with defaults.
+    let s = crate::common::scenario(&format!(
+        "{base}policies: [{{ name: power_of_d, d: 3 }}, all, {{ name: power_of_d, label: p5, d: 5 }}]\n"
+    ));
+    let labels: Vec<&str> = s.policies.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels.len(), ROUTERS.len() + 1, "{labels:?}");
+    assert_eq!(labels[0], "power_of_d");
+    assert_eq!(labels.last(), Some(&"p5"));
+    assert_eq!(s.policies[0].params["d"], serde_yaml_ng::Value::from(3));
+}
