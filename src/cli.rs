@@ -46,6 +46,48 @@ pub enum Command {
         #[command(subcommand)]
         what: ListWhat,
     },
+    /// Paired differences between policies of a finished run (common random numbers).
+    Compare {
+        /// A result directory (with runs.csv).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Policy every other policy is compared with (default: the first in each cell).
+        #[arg(long, value_name = "P")]
+        baseline_policy: Option<String>,
+        /// Metrics to compare (repeatable; default: the headline metrics).
+        #[arg(long = "metric", value_name = "M")]
+        metrics: Vec<String>,
+    },
+    /// Fail (exit 1) when a metric regressed between two summary.csv files.
+    Gate {
+        /// The reference summary.csv.
+        #[arg(long, value_name = "FILE")]
+        baseline: PathBuf,
+        /// The summary.csv to check.
+        #[arg(long, value_name = "FILE")]
+        current: PathBuf,
+        /// Metric to gate (repeatable; pairs with --tolerance in order; default: headline set).
+        #[arg(long = "metric", value_name = "M")]
+        metrics: Vec<String>,
+        /// Allowed relative worsening, e.g. 0.05 (repeatable, one per --metric; default 0.05).
+        #[arg(long = "tolerance", value_name = "T")]
+        tolerances: Vec<f64>,
+    },
+    /// Redraw the plots of a result directory from its CSV files.
+    Plot {
+        /// A result directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Merge shard directories into the exact output of one unsharded run.
+    Merge {
+        /// Shard result directories.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `routelab list ...`.
@@ -85,6 +127,15 @@ pub struct RunArgs {
     /// Run only replication R (0-based), e.g. to reproduce a failure.
     #[arg(long, value_name = "R")]
     pub only_replication: Option<u32>,
+    /// Run only shard I of N (0-based, every N-th run); merge shards with `routelab merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Skip runs already recorded in the output directory's runs.csv.
+    #[arg(long)]
+    pub resume: bool,
+    /// Do not draw plots.
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 /// Errors the CLI reports; `main` maps them to exit codes.
@@ -156,6 +207,27 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
         }
         Command::List { what: ListWhat::Policies } => {
             print!("{}", list_policies());
+            Ok(0)
+        }
+        Command::Compare { dir, baseline_policy, metrics } => {
+            let out = report::compare::command(&dir, baseline_policy.as_deref(), &metrics)?;
+            print!("{}", out.text);
+            Ok(u8::from(out.failed))
+        }
+        Command::Gate { baseline, current, metrics, tolerances } => {
+            let out = report::gate::command(&baseline, &current, &metrics, &tolerances)?;
+            print!("{}", out.text);
+            Ok(u8::from(out.failed))
+        }
+        Command::Plot { dir } => {
+            for p in report::plot::draw_dir(&dir)? {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
+        Command::Merge { dirs, out } => {
+            let text = report::merge::merge_dirs(&dirs, &out)?;
+            print!("{text}");
             Ok(0)
         }
     }

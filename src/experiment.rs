@@ -1,42 +1,52 @@
-//! Experiments: scenarios × policies × replications → a list of runs, executed in parallel.
+//! Experiments: scenario cells × policies × replications → a list of runs, executed in
+//! parallel.
 //!
 //! Each run is independent and single-threaded; rayon spreads runs over threads and the
-//! indexed `collect` returns results in plan order, which is also the sorted key order
-//! `(scenario, cell, policy, replication)`. So output is identical for any thread count.
-//! A failed run becomes a [`RunError`] with its seed and a command that reproduces it; the
-//! other runs' rows are kept.
+//! indexed `collect` returns results in plan order, which is the output order
+//! `(file, cell, policy, replication)`. So output is identical for any thread count. A plan
+//! can be cut into shards (`--shard I/N`: every N-th run starting at I) whose results merge
+//! back into exactly the rows of the whole plan. A failed run becomes a [`RunError`] with its
+//! seed and a command that reproduces it; the other runs' rows are kept.
 
 use crate::engine;
 use crate::error::RunError;
 use crate::report::{RunKey, RunRow};
 use crate::scenario::Scenario;
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 
 /// One run to execute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSpec {
-    /// Index into the plan's scenarios.
+    /// Index into the plan's scenarios (one per file and sweep cell).
     pub scenario: usize,
-    /// Sweep cell.
-    pub cell: u32,
-    /// Index into the scenario's policies.
+    /// Index into that scenario's policies.
     pub policy: usize,
     /// Replication index.
     pub replication: u32,
 }
 
-/// Scenarios and the runs to execute, in output order.
+/// Scenario cells and the runs to execute, in output order.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Validated scenarios.
+    /// Validated scenarios, one per (file, sweep cell), in file then cell order.
     pub scenarios: Vec<Scenario>,
-    /// Runs in (scenario, cell, policy, replication) order.
+    /// Runs in (file, cell, policy, replication) order.
     pub runs: Vec<RunSpec>,
     /// Replication indices run per scenario.
     pub replications: Vec<Vec<u32>>,
 }
 
-/// Expands scenarios into runs; `only_replication` restricts every scenario to one index.
+/// A shard of a plan: `index` of `count` (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard.
+    pub index: u32,
+    /// Shards in all.
+    pub count: u32,
+}
+
+/// Expands scenario cells into runs; `only_replication` restricts every scenario to one index.
 pub fn plan(scenarios: Vec<Scenario>, only_replication: Option<u32>) -> Plan {
     let mut runs = Vec::new();
     let mut replications = Vec::new();
@@ -47,7 +57,7 @@ pub fn plan(scenarios: Vec<Scenario>, only_replication: Option<u32>) -> Plan {
         };
         for pi in 0..s.policies.len() {
             for &r in &reps {
-                runs.push(RunSpec { scenario: si, cell: 0, policy: pi, replication: r });
+                runs.push(RunSpec { scenario: si, policy: pi, replication: r });
             }
         }
         replications.push(reps);
@@ -55,19 +65,43 @@ pub fn plan(scenarios: Vec<Scenario>, only_replication: Option<u32>) -> Plan {
     Plan { scenarios, runs, replications }
 }
 
+impl Plan {
+    /// The key a run's row will carry.
+    pub fn key(&self, spec: RunSpec) -> RunKey {
+        let sc = &self.scenarios[spec.scenario];
+        RunKey {
+            scenario: sc.name.clone(),
+            cell: sc.cell,
+            params: sc.params.clone(),
+            policy: sc.policies[spec.policy].label.clone(),
+            autoscaler: "none".to_string(),
+            replication: spec.replication,
+        }
+    }
+
+    /// Position of every run key in plan order (to sort rows gathered from elsewhere).
+    pub fn positions(&self) -> BTreeMap<RunKey, usize> {
+        self.runs.iter().enumerate().map(|(i, &s)| (self.key(s), i)).collect()
+    }
+
+    /// Keeps only the runs of `shard` (every `count`-th run, starting at `index`).
+    pub fn keep_shard(&mut self, shard: Shard) {
+        let all = std::mem::take(&mut self.runs);
+        self.runs = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 % u64::from(shard.count) == u64::from(shard.index))
+            .map(|(_, r)| r)
+            .collect();
+    }
+}
+
 /// Executes one run.
 pub fn execute_one(plan: &Plan, spec: RunSpec) -> Result<RunRow, RunError> {
     let sc = &plan.scenarios[spec.scenario];
     let policy = &sc.policies[spec.policy];
-    let key = RunKey {
-        scenario: sc.name.clone(),
-        cell: spec.cell,
-        policy: policy.label.clone(),
-        autoscaler: "none".to_string(),
-        replication: spec.replication,
-    };
     match engine::run(sc, policy, spec.replication) {
-        Ok(out) => Ok(RunRow::from_output(key, &out)),
+        Ok(out) => Ok(RunRow::from_output(plan.key(spec), &out)),
         Err(failure) => Err(RunError {
             scenario: sc.name.clone(),
             policy: policy.label.clone(),
@@ -85,17 +119,36 @@ pub fn repro_command(sc: &Scenario, policy: &str, replication: u32) -> String {
         "routelab run {} --policy {} --seed {} --only-replication {}",
         sc.file, policy, sc.seed, replication
     );
+    for kv in sc.params.split(';').filter(|p| !p.is_empty()) {
+        cmd.push_str(&format!(" --set '{kv}'"));
+    }
     for kv in &sc.overrides {
         cmd.push_str(&format!(" --set '{kv}'"));
     }
     cmd
 }
 
-/// Executes every run of `plan` on `threads` threads (0 = one per core).
-pub fn execute(plan: &Plan, threads: usize) -> Vec<Result<RunRow, RunError>> {
-    let run_all = || plan.runs.par_iter().map(|&s| execute_one(plan, s)).collect::<Vec<_>>();
+/// Executes `runs` of `plan` on `threads` threads (0 = one per core), calling `progress`
+/// after each run with its simulated seconds. Results come back in the order of `runs`.
+pub fn execute_runs(
+    plan: &Plan,
+    runs: &[RunSpec],
+    threads: usize,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Vec<Result<RunRow, RunError>> {
+    let one = |&s: &RunSpec| {
+        let r = execute_one(plan, s);
+        progress(r.as_ref().ok().and_then(|row| row.get("window_s")).unwrap_or(0.0));
+        r
+    };
+    let run_all = || runs.par_iter().map(one).collect::<Vec<_>>();
     match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(pool) => pool.install(run_all),
-        Err(_) => plan.runs.iter().map(|&s| execute_one(plan, s)).collect(),
+        Err(_) => runs.iter().map(one).collect(),
     }
+}
+
+/// Executes every run of `plan` on `threads` threads (0 = one per core).
+pub fn execute(plan: &Plan, threads: usize) -> Vec<Result<RunRow, RunError>> {
+    execute_runs(plan, &plan.runs, threads, &|_| {})
 }

@@ -14,13 +14,14 @@ fn finish(w: csv::Writer<Vec<u8>>) -> Vec<u8> {
 /// `runs.csv`: one row per run.
 pub fn runs_csv(rows: &[RunRow]) -> Vec<u8> {
     let mut w = writer();
-    let mut header = vec!["scenario", "cell", "policy", "autoscaler", "replication", "seed"];
+    let mut header = vec!["scenario", "cell", "params", "policy", "autoscaler", "replication", "seed"];
     header.extend(METRICS.iter().map(|d| d.name));
     let _ = w.write_record(&header);
     for r in rows {
         let mut rec = vec![
             r.key.scenario.clone(),
             r.key.cell.to_string(),
+            r.key.params.clone(),
             r.key.policy.clone(),
             r.key.autoscaler.clone(),
             r.key.replication.to_string(),
@@ -35,7 +36,7 @@ pub fn runs_csv(rows: &[RunRow]) -> Vec<u8> {
 /// `summary.csv`: per group, each metric's mean and 95% CI half-width (`<metric>_ci95`).
 pub fn summary_csv(rows: &[SummaryRow]) -> Vec<u8> {
     let mut w = writer();
-    let mut header: Vec<String> = ["scenario", "cell", "policy", "autoscaler", "replications"]
+    let mut header: Vec<String> = ["scenario", "cell", "params", "policy", "autoscaler", "replications"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -48,6 +49,7 @@ pub fn summary_csv(rows: &[SummaryRow]) -> Vec<u8> {
         let mut rec = vec![
             r.key.scenario.clone(),
             r.key.cell.to_string(),
+            r.key.params.clone(),
             r.key.policy.clone(),
             r.key.autoscaler.clone(),
             r.replications.to_string(),

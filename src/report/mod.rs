@@ -5,11 +5,26 @@
 //! `(scenario, cell, policy, autoscaler, replication)` in plan order before anything is
 //! written, so output bytes never depend on thread count.
 
+pub mod check;
+pub mod compare;
+pub mod csv_in;
 pub mod csv_out;
+pub mod gate;
 pub mod manifest;
 pub mod markdown;
+pub mod merge;
+pub mod plot;
 pub mod stats;
 pub mod write;
+
+/// What a report command prints, and whether it found a failure (exit code 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Text for stdout.
+    pub text: String,
+    /// A check, gate or comparison failed.
+    pub failed: bool,
+}
 
 use crate::engine::RunOutput;
 use crate::metrics::Recorder;
@@ -70,6 +85,8 @@ pub struct RunKey {
     pub scenario: String,
     /// Sweep cell index (0 without a sweep).
     pub cell: u32,
+    /// The cell's sweep values, `key=value;...` (empty without a sweep).
+    pub params: String,
     /// Policy label.
     pub policy: String,
     /// Autoscaler label (`none` until autoscaling exists).
@@ -130,6 +147,8 @@ impl RunRow {
                 "stale_events" => Some(out.stale_events as f64),
                 other => unreachable!("metric {other} has no source"),
             })
+            .zip(METRICS)
+            .map(|(v, d)| round_to(v, d.precision))
             .collect();
         RunRow { key, seed: out.run_seed, values }
     }
@@ -186,6 +205,12 @@ pub fn summarize(rows: &[RunRow]) -> Vec<SummaryRow> {
         i = j;
     }
     out
+}
+
+/// Rounds `v` to what its CSV text says, so summaries computed from rows in memory and from
+/// rows read back from `runs.csv` (merge, resume) are identical.
+pub fn round_to(v: Option<f64>, precision: usize) -> Option<f64> {
+    v.map(|x| if x.is_finite() { fmt_value(Some(x), precision).parse().unwrap_or(x) } else { x })
 }
 
 /// Formats a value with fixed precision; `inf` for infinity, empty for undefined.

@@ -9,6 +9,7 @@
 mod diagnose;
 pub mod raw;
 pub mod set;
+pub mod sweep;
 pub mod validate;
 
 use crate::error::ConfigError;
@@ -47,6 +48,14 @@ pub struct Scenario {
     pub limits: Limits,
     /// The `--set` overrides applied, as given (for reproduction commands).
     pub overrides: Vec<String>,
+    /// Sweep cell index (0 without a sweep).
+    pub cell: u32,
+    /// The cell's values as `key=value;...` (empty without a sweep).
+    pub params: String,
+    /// Policy-quality check expressions, as written.
+    pub checks: Vec<String>,
+    /// Index of the scenario file this came from, in command-line order.
+    pub file_index: usize,
 }
 
 /// When arrivals stop.
@@ -157,6 +166,57 @@ pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Scenario, 
     s.source_hash = crate::rng::fnv1a64(&hash_input);
     s.overrides = opts.set.clone();
     Ok(s)
+}
+
+/// Reads the scenario at `path` and expands its sweep: one validated [`Scenario`] per cell, in
+/// cell order. The base scenario (without sweep values) must be valid on its own, so its
+/// errors carry line:column; a cell's errors name the cell's values.
+pub fn load_cells(path: &Path, opts: &LoadOptions) -> Result<Vec<Scenario>, ConfigError> {
+    let file = path.display().to_string();
+    let base = load(path, opts)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(&file, format!("cannot read scenario: {e}")))?;
+    expand(base, &text, &file, opts)
+}
+
+/// Like [`load_cells`] for scenario text.
+pub fn load_cells_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Vec<Scenario>, ConfigError> {
+    let base = load_str(text, file, opts)?;
+    expand(base, text, file, opts)
+}
+
+fn expand(base: Scenario, text: &str, file: &str, opts: &LoadOptions) -> Result<Vec<Scenario>, ConfigError> {
+    let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| ConfigError::file(file, format!("YAML syntax error: {e}")))?;
+    let Some(node) = tree.as_mapping_mut().and_then(|m| m.remove("sweep")) else {
+        return Ok(vec![base]);
+    };
+    let axes = sweep::parse(file, &node)?;
+    let mut out = Vec::new();
+    for (i, cell) in sweep::cells(&axes).iter().enumerate() {
+        let params = sweep::describe(cell);
+        let origin = format!("sweep cell {i} ({params})");
+        let mut t = tree.clone();
+        for (k, v) in cell {
+            set::apply_value(&mut t, k, v.clone(), &origin)?;
+        }
+        for kv in &opts.set {
+            set::apply(&mut t, kv)?;
+        }
+        let raw: raw::RawScenario = serde_yaml_ng::from_value(t).map_err(|e| {
+            ConfigError::field(file, &origin, format!("{} (fix the sweep values)", e.to_string().replace('\n', " ")))
+        })?;
+        let mut s = validate::validate(raw, file).map_err(|mut e| {
+            e.message = format!("{} [in {origin}]", e.message);
+            e
+        })?;
+        s.source_hash = base.source_hash;
+        s.overrides = base.overrides.clone();
+        s.cell = i as u32;
+        s.params = params;
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// Parses `text` into the raw structs, applying `set` overrides on the YAML tree first. With

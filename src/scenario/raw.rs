@@ -38,6 +38,12 @@ pub struct RawScenario {
     /// Safety limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// Parameter sweep: dotted keys to lists of values (see `scenario::sweep`).
+    #[serde(default)]
+    pub sweep: Option<serde_yaml_ng::Value>,
+    /// Policy-quality checks evaluated per cell (see `report::check`).
+    #[serde(default)]
+    pub checks: Option<Vec<String>>,
 }
 
 /// Accepts a single value or a list of values.

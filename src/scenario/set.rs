@@ -26,6 +26,18 @@ pub fn apply(tree: &mut Value, kv: &str) -> Result<(), ConfigError> {
             without_marks(&e.to_string())
         ))
     })?;
+    apply_value(tree, key, new, &format!("--set {kv}"))
+}
+
+/// Sets the value at dotted path `key` in `tree` to `new`; `origin` names the override in
+/// errors (`--set k=v`, or a sweep cell).
+pub fn apply_value(tree: &mut Value, key: &str, new: Value, origin: &str) -> Result<(), ConfigError> {
+    let err = |msg: String| ConfigError::flag(origin, msg);
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(err(
+            "empty path component; write a dotted path like cluster.pools.0.slots".into()
+        ));
+    }
     let mut cur = tree;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {

@@ -96,6 +96,10 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
         policies,
         limits,
         overrides: Vec::new(),
+        cell: 0,
+        params: String::new(),
+        checks: raw.checks.unwrap_or_default(),
+        file_index: 0,
     })
 }
 
