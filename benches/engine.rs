@@ -87,5 +87,30 @@ fn engine(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, engine);
+/// A 100-run sweep (4 load cells x 5 policies x 5 replications, 20k requests each) on 1 and 2
+/// threads: the parallel speed-up of `routelab run`.
+fn sweep(c: &mut Criterion) {
+    let yaml = "name: sweep100\nseed: 9\nreplications: 5\nhorizon: { max_requests: 20000 }\n\
+                warmup: { requests: 2000 }\nworkload:\n  - class: r\n    \
+                arrival: { process: poisson, rate_per_s: 100 }\n    \
+                service_s: { dist: lognormal, mean: 0.1, cv: 2.0 }\n\
+                cluster:\n  pools:\n    - { name: p, kind: queue, replicas: 8, slots: 2 }\n\
+                policies: [random, round_robin, least_requests, join_shortest_queue, power_of_d]\n\
+                sweep: { workload.0.arrival.rate_per_s: [60, 90, 120, 140] }\n";
+    let cells = routelab::scenario::load_cells_str(yaml, "bench", &LoadOptions::default())
+        .expect("valid sweep");
+    let plan = experiment::plan(cells, None);
+    assert_eq!(plan.runs.len(), 100);
+    let mut g = c.benchmark_group("sweep_100_runs");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(100));
+    for threads in [1usize, 2] {
+        g.bench_with_input(BenchmarkId::new("threads", threads), &threads, |b, &t| {
+            b.iter(|| experiment::execute(&plan, t).len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engine, sweep);
 criterion_main!(benches);

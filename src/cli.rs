@@ -7,10 +7,14 @@
 
 use crate::error::{ConfigError, OutputError, RunError, RunFailure};
 use crate::experiment;
+use crate::experiment::{RunSpec, Shard};
 use crate::policy::routing::ROUTERS;
-use crate::report::{self, csv_out, manifest, markdown, write::atomic_write};
+use crate::report::manifest::Manifest;
+use crate::report::output::ResultSet;
+use crate::report::{self, RunKey};
 use crate::scenario::{self, validate::policy_from_name, LoadOptions, Scenario};
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The bundled default scenario, used when `routelab run` gets no file.
@@ -250,15 +254,30 @@ fn load_all(args: &RunArgs) -> Result<Vec<Scenario>, CliError> {
     let mut scenarios = Vec::new();
     if args.files.is_empty() {
         let path = Path::new(QUICKSTART_PATH);
-        let s = if path.exists() {
-            scenario::load(path, &opts)?
+        if path.exists() {
+            scenarios.extend(scenario::load_cells(path, &opts)?);
         } else {
-            scenario::load_str(QUICKSTART_YAML, QUICKSTART_PATH, &opts)?
-        };
-        scenarios.push(s);
+            scenarios.extend(scenario::load_cells_str(QUICKSTART_YAML, QUICKSTART_PATH, &opts)?);
+        }
     }
-    for f in &args.files {
-        scenarios.push(scenario::load(f, &opts)?);
+    for (i, f) in args.files.iter().enumerate() {
+        let cells = scenario::load_cells(f, &opts)?;
+        if let Some(other) = scenarios.iter().find(|s| s.name == cells[0].name && s.file_index != i)
+        {
+            return Err(ConfigError::field(
+                &f.display().to_string(),
+                "name",
+                format!(
+                    "= {:?} is also the name of {}: scenario names must be unique in a run",
+                    other.name, other.file
+                ),
+            )
+            .into());
+        }
+        scenarios.extend(cells.into_iter().map(|mut c| {
+            c.file_index = i;
+            c
+        }));
     }
     for s in &mut scenarios {
         if let Some(seed) = args.seed {
@@ -282,6 +301,20 @@ fn load_all(args: &RunArgs) -> Result<Vec<Scenario>, CliError> {
         select_policies(s, &args.policy)?;
     }
     Ok(scenarios)
+}
+
+fn parse_shard(text: Option<&str>) -> Result<Option<Shard>, CliError> {
+    let Some(t) = text else { return Ok(None) };
+    let bad = || {
+        ConfigError::flag(&format!("--shard {t}"), "expected I/N with 0 <= I < N, e.g. --shard 0/4")
+    };
+    let (i, n) = t.split_once('/').ok_or_else(bad)?;
+    let (index, count): (u32, u32) =
+        (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if count == 0 || index >= count {
+        return Err(bad().into());
+    }
+    Ok(Some(Shard { index, count }))
 }
 
 /// Applies `--policy` filters: keep policies whose label or name matches; a registered name
@@ -311,46 +344,131 @@ fn default_out(scenarios: &[Scenario]) -> PathBuf {
     PathBuf::from("results").join(names.join("+"))
 }
 
+/// Loads what an earlier run left in `dir` for `--resume`; it must come from the same plan.
+fn previous_results(dir: &Path, manifest: &Manifest) -> Result<Option<ResultSet>, CliError> {
+    if !dir.join("manifest.json").exists() {
+        return Ok(None);
+    }
+    let set = ResultSet::read(dir)?;
+    if &set.manifest != manifest {
+        return Err(ConfigError::file(
+            &dir.display().to_string(),
+            "holds results of a different plan (scenario, flags or version changed): use another --out, or run without --resume to replace them",
+        )
+        .into());
+    }
+    Ok(Some(set))
+}
+
+fn progress_bar(runs: usize, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(runs as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} runs  {elapsed} elapsed, ETA {eta}  {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
 #[allow(clippy::disallowed_methods)] // wall-clock timing, reported on stderr only
 fn run(args: &RunArgs) -> Result<u8, CliError> {
     let scenarios = load_all(args)?;
     let out_dir = args.out.clone().unwrap_or_else(|| default_out(&scenarios));
-    let plan = experiment::plan(scenarios, args.only_replication);
+    let shard = parse_shard(args.shard.as_deref())?;
+    let mut plan = experiment::plan(scenarios, args.only_replication);
+    let positions = plan.positions();
+    let total_runs = plan.runs.len();
+    if let Some(sh) = shard {
+        plan.keep_shard(sh);
+    }
+    let manifest = Manifest::new(&plan.scenarios, &plan.replications, total_runs, shard);
+    let mut previous = if args.resume { previous_results(&out_dir, &manifest)? } else { None };
+    if let Some(p) = &mut previous {
+        // Drop detail records of runs whose row never made it (an interrupted write).
+        p.sort(&positions);
+    }
+    let done: BTreeSet<RunKey> =
+        previous.iter().flat_map(|p| p.runs.iter().map(|r| r.key.clone())).collect();
+    let todo: Vec<RunSpec> =
+        plan.runs.iter().copied().filter(|&s| !done.contains(&plan.key(s))).collect();
+
+    let pb = progress_bar(todo.len(), args.quiet);
+    let sim_s = std::sync::Mutex::new(0.0f64);
     let started = std::time::Instant::now();
-    let results = experiment::execute(&plan, args.threads);
-    let elapsed = started.elapsed();
-    let mut rows = Vec::new();
+    let tick = |window_s: f64| {
+        if let Ok(mut t) = sim_s.lock() {
+            *t += window_s;
+            let rate = *t / started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!("{rate:.0} simulated s per wall s"));
+        }
+        pb.inc(1);
+    };
+    let mut set = previous.unwrap_or(ResultSet {
+        runs: Vec::new(),
+        quantiles: Vec::new(),
+        timeseries: Vec::new(),
+        manifest: manifest.clone(),
+    });
     let mut errors = Vec::new();
-    for r in results {
-        match r {
-            Ok(row) => rows.push(row),
-            Err(e) => errors.push(e),
+    let mut events = 0.0;
+    // Runs go in chunks; after a chunk, if a while has passed, the directory is rewritten
+    // with everything so far, so an interrupted sweep loses little (`--resume` skips it).
+    let chunk = 64.max(8 * rayon::current_num_threads());
+    let mut last_save = std::time::Instant::now();
+    for part in todo.chunks(chunk) {
+        for r in experiment::execute_runs(&plan, part, args.threads, &tick) {
+            match r {
+                Ok(x) => {
+                    events += x.row.get("events").unwrap_or(0.0);
+                    set.runs.push(x.row);
+                    set.quantiles.extend(x.quantiles);
+                    set.timeseries.extend(x.timeseries);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if last_save.elapsed().as_secs() >= 10 && set.runs.len() < plan.runs.len() {
+            set.sort(&positions);
+            set.write(&out_dir)?;
+            last_save = std::time::Instant::now();
         }
     }
-    let summary = report::summarize(&rows);
-    let md = markdown::summary_md(&summary);
-    atomic_write(&out_dir.join("runs.csv"), &csv_out::runs_csv(&rows))?;
-    atomic_write(&out_dir.join("summary.csv"), &csv_out::summary_csv(&summary))?;
-    atomic_write(&out_dir.join("summary.md"), md.as_bytes())?;
-    let manifest = manifest::manifest_json(&plan.scenarios, &plan.replications, plan.runs.len());
-    atomic_write(&out_dir.join("manifest.json"), manifest.as_bytes())?;
+    pb.finish_and_clear();
+    let elapsed = started.elapsed();
+    set.sort(&positions);
+    let md = set.write(&out_dir)?;
     print!("{md}");
+    // A shard holds only part of each cell, so checks wait for the whole (unsharded) run.
+    let checks = if shard.is_none() {
+        report::check::evaluate_all(&plan.scenarios, &report::summarize(&set.runs), &set.runs)
+    } else {
+        report::CommandOutput::default()
+    };
+    if !checks.text.is_empty() {
+        print!("\n{}", checks.text);
+    }
+    if !args.no_plots && shard.is_none() {
+        report::plot::draw_dir(&out_dir)?;
+    }
     if !args.quiet {
-        let events: f64 = rows.iter().filter_map(|r| r.get("events")).sum();
         eprintln!(
-            "{} runs in {:.2} s wall ({:.1} M events/s across threads); results in {}",
-            plan.runs.len(),
+            "{} runs in {:.2} s wall ({:.1} M events/s across threads){}; results in {}",
+            todo.len(),
             elapsed.as_secs_f64(),
             events / elapsed.as_secs_f64().max(1e-9) / 1e6,
+            if done.is_empty() { String::new() } else { format!(", {} resumed", done.len()) },
             out_dir.display()
         );
     }
-    if errors.is_empty() {
-        Ok(0)
-    } else {
+    if !errors.is_empty() {
         for e in &errors {
             eprintln!("error: {e}");
         }
-        Err(CliError::Runs(errors))
+        return Err(CliError::Runs(errors));
     }
+    Ok(u8::from(checks.failed))
 }

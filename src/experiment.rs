@@ -10,7 +10,7 @@
 
 use crate::engine;
 use crate::error::RunError;
-use crate::report::{RunKey, RunRow};
+use crate::report::{artifacts, RunKey, RunRow};
 use crate::scenario::Scenario;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -96,12 +96,30 @@ impl Plan {
     }
 }
 
+/// A finished run: its row and its per-run detail records.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The `runs.csv` row.
+    pub row: RunRow,
+    /// `quantiles.csv` records.
+    pub quantiles: Vec<Vec<String>>,
+    /// `timeseries.csv` records.
+    pub timeseries: Vec<Vec<String>>,
+}
+
 /// Executes one run.
-pub fn execute_one(plan: &Plan, spec: RunSpec) -> Result<RunRow, RunError> {
+pub fn execute_one(plan: &Plan, spec: RunSpec) -> Result<RunResult, RunError> {
     let sc = &plan.scenarios[spec.scenario];
     let policy = &sc.policies[spec.policy];
     match engine::run(sc, policy, spec.replication) {
-        Ok(out) => Ok(RunRow::from_output(plan.key(spec), &out)),
+        Ok(out) => {
+            let key = plan.key(spec);
+            Ok(RunResult {
+                quantiles: artifacts::quantile_records(&key, &out),
+                timeseries: artifacts::timeseries_records(&key, &out),
+                row: RunRow::from_output(key, &out),
+            })
+        }
         Err(failure) => Err(RunError {
             scenario: sc.name.clone(),
             policy: policy.label.clone(),
@@ -135,10 +153,10 @@ pub fn execute_runs(
     runs: &[RunSpec],
     threads: usize,
     progress: &(dyn Fn(f64) + Sync),
-) -> Vec<Result<RunRow, RunError>> {
+) -> Vec<Result<RunResult, RunError>> {
     let one = |&s: &RunSpec| {
         let r = execute_one(plan, s);
-        progress(r.as_ref().ok().and_then(|row| row.get("window_s")).unwrap_or(0.0));
+        progress(r.as_ref().ok().and_then(|x| x.row.get("window_s")).unwrap_or(0.0));
         r
     };
     let run_all = || runs.par_iter().map(one).collect::<Vec<_>>();
@@ -150,5 +168,5 @@ pub fn execute_runs(
 
 /// Executes every run of `plan` on `threads` threads (0 = one per core).
 pub fn execute(plan: &Plan, threads: usize) -> Vec<Result<RunRow, RunError>> {
-    execute_runs(plan, &plan.runs, threads, &|_| {})
+    execute_runs(plan, &plan.runs, threads, &|_| {}).into_iter().map(|r| r.map(|x| x.row)).collect()
 }

@@ -13,7 +13,7 @@
 //! | 1 `Completion` | service completions | a server freed at `t` serves an arrival at `t` (work conservation) and completion beats a timeout at `t` |
 //! | 2 `Arrival` | arrivals | |
 //! | 3 `Timeout` | deadline checks | a request finishing exactly at its deadline has finished |
-//! | 4 `Control` | scrapes, autoscaler ticks (reserved) | they observe the state after the instant's arrivals |
+//! | 4 `Control` | time-series samples; scrapes and autoscaler ticks (reserved) | they observe the state after the instant's arrivals |
 //! | 5 `EndOfRun` | drain deadline | last of all |
 
 use crate::time::SimTime;
@@ -45,6 +45,8 @@ pub enum Event {
         /// Class index.
         class: u16,
     },
+    /// Sample cluster state into the run's time series.
+    Sample,
     /// The drain after the horizon is over: whatever is still in flight is unfinished.
     DrainDeadline,
 }
@@ -75,6 +77,7 @@ impl Event {
             Event::ServiceDone { .. } => Rank::Completion,
             Event::Arrival { .. } => Rank::Arrival,
             Event::TimeoutTick { .. } => Rank::Timeout,
+            Event::Sample => Rank::Control,
             Event::DrainDeadline => Rank::EndOfRun,
         }
     }

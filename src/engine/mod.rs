@@ -45,7 +45,27 @@ pub struct RunOutput {
     pub stale_events: u64,
     /// Simulated time when the run ended.
     pub end_time: SimTime,
+    /// Cluster state sampled every `timeseries.interval_s` (empty if not enabled).
+    pub timeseries: Vec<Sample>,
 }
+
+/// One time-series sample of the whole cluster.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When.
+    pub time: SimTime,
+    /// Requests waiting in replica queues.
+    pub queued: u64,
+    /// Requests in service.
+    pub in_service: u64,
+    /// Requests in flight (admitted, not ended).
+    pub in_flight: u64,
+    /// Completions per second since the previous sample.
+    pub completions_per_s: f64,
+}
+
+/// Most samples kept per run; sampling stops beyond it.
+pub const MAX_SAMPLES: usize = 200_000;
 
 struct ClassState {
     gen: ClassGen,
@@ -72,6 +92,8 @@ pub struct Sim<'a> {
     window_end: Option<SimTime>,
     events: u64,
     stale_events: u64,
+    samples: Vec<Sample>,
+    completed_at_last_sample: u64,
 }
 
 /// Runs `policy` on replication `replication` of `sc`.
@@ -117,12 +139,17 @@ impl<'a> Sim<'a> {
             window_end: None,
             events: 0,
             stale_events: 0,
+            samples: Vec::new(),
+            completed_at_last_sample: 0,
         })
     }
 
     fn run(&mut self) -> Result<(), RunFailure> {
         for c in 0..self.classes.len() {
             self.schedule_next_arrival(c as u16);
+        }
+        if let Some(i) = self.sc.timeseries_interval {
+            self.queue.push(SimTime::ZERO + i, Event::Sample);
         }
         let max_events = self.sc.limits.max_events;
         while let Some((t, ev)) = self.queue.pop() {
@@ -138,6 +165,7 @@ impl<'a> Sim<'a> {
                 Event::Arrival { class } => self.on_arrival(class)?,
                 Event::ServiceDone { req } => self.on_service_done(req),
                 Event::TimeoutTick { class } => self.on_timeout_tick(class),
+                Event::Sample => self.on_sample(),
                 Event::DrainDeadline => {
                     self.on_drain_deadline();
                     break;
@@ -379,6 +407,24 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Records one sample (O(replicas), once per interval) and schedules the next.
+    fn on_sample(&mut self) {
+        let Some(interval) = self.sc.timeseries_interval else { return };
+        let done = self.rec.all.completed;
+        self.samples.push(Sample {
+            time: self.now,
+            queued: self.cluster.queued.iter().map(|&q| u64::from(q)).sum(),
+            in_service: self.cluster.in_service.iter().map(|&q| u64::from(q)).sum(),
+            in_flight: self.slab.live(),
+            completions_per_s: (done - self.completed_at_last_sample) as f64
+                / interval.as_secs_f64(),
+        });
+        self.completed_at_last_sample = done;
+        if self.samples.len() < MAX_SAMPLES {
+            self.queue.push(self.now + interval, Event::Sample);
+        }
+    }
+
     fn on_drain_deadline(&mut self) {
         for h in self.slab.live_refs() {
             let req = self.slab.get_mut(h);
@@ -407,6 +453,7 @@ impl<'a> Sim<'a> {
             events: self.events,
             stale_events: self.stale_events,
             end_time: self.now,
+            timeseries: self.samples,
         })
     }
 }

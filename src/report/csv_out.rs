@@ -14,7 +14,8 @@ fn finish(w: csv::Writer<Vec<u8>>) -> Vec<u8> {
 /// `runs.csv`: one row per run.
 pub fn runs_csv(rows: &[RunRow]) -> Vec<u8> {
     let mut w = writer();
-    let mut header = vec!["scenario", "cell", "params", "policy", "autoscaler", "replication", "seed"];
+    let mut header =
+        vec!["scenario", "cell", "params", "policy", "autoscaler", "replication", "seed"];
     header.extend(METRICS.iter().map(|d| d.name));
     let _ = w.write_record(&header);
     for r in rows {
@@ -36,10 +37,11 @@ pub fn runs_csv(rows: &[RunRow]) -> Vec<u8> {
 /// `summary.csv`: per group, each metric's mean and 95% CI half-width (`<metric>_ci95`).
 pub fn summary_csv(rows: &[SummaryRow]) -> Vec<u8> {
     let mut w = writer();
-    let mut header: Vec<String> = ["scenario", "cell", "params", "policy", "autoscaler", "replications"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut header: Vec<String> =
+        ["scenario", "cell", "params", "policy", "autoscaler", "replications"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     for d in METRICS {
         header.push(d.name.to_string());
         header.push(format!("{}_ci95", d.name));

@@ -5,6 +5,7 @@
 //! `(scenario, cell, policy, autoscaler, replication)` in plan order before anything is
 //! written, so output bytes never depend on thread count.
 
+pub mod artifacts;
 pub mod check;
 pub mod compare;
 pub mod csv_in;
@@ -13,6 +14,7 @@ pub mod gate;
 pub mod manifest;
 pub mod markdown;
 pub mod merge;
+pub mod output;
 pub mod plot;
 pub mod stats;
 pub mod write;

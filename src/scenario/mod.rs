@@ -56,6 +56,8 @@ pub struct Scenario {
     pub checks: Vec<String>,
     /// Index of the scenario file this came from, in command-line order.
     pub file_index: usize,
+    /// Sampling interval of the per-run time series (`None`: not sampled).
+    pub timeseries_interval: Option<SimDuration>,
 }
 
 /// When arrivals stop.
@@ -180,14 +182,28 @@ pub fn load_cells(path: &Path, opts: &LoadOptions) -> Result<Vec<Scenario>, Conf
 }
 
 /// Like [`load_cells`] for scenario text.
-pub fn load_cells_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Vec<Scenario>, ConfigError> {
+pub fn load_cells_str(
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+) -> Result<Vec<Scenario>, ConfigError> {
     let base = load_str(text, file, opts)?;
     expand(base, text, file, opts)
 }
 
-fn expand(base: Scenario, text: &str, file: &str, opts: &LoadOptions) -> Result<Vec<Scenario>, ConfigError> {
+fn expand(
+    base: Scenario,
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+) -> Result<Vec<Scenario>, ConfigError> {
     let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
         .map_err(|e| ConfigError::file(file, format!("YAML syntax error: {e}")))?;
+    // `--set` may define or change the sweep itself; it is applied again after each cell's
+    // values so that it also overrides them.
+    for kv in &opts.set {
+        set::apply(&mut tree, kv)?;
+    }
     let Some(node) = tree.as_mapping_mut().and_then(|m| m.remove("sweep")) else {
         return Ok(vec![base]);
     };
@@ -204,7 +220,11 @@ fn expand(base: Scenario, text: &str, file: &str, opts: &LoadOptions) -> Result<
             set::apply(&mut t, kv)?;
         }
         let raw: raw::RawScenario = serde_yaml_ng::from_value(t).map_err(|e| {
-            ConfigError::field(file, &origin, format!("{} (fix the sweep values)", e.to_string().replace('\n', " ")))
+            ConfigError::field(
+                file,
+                &origin,
+                format!("{} (fix the sweep values)", e.to_string().replace('\n', " ")),
+            )
         })?;
         let mut s = validate::validate(raw, file).map_err(|mut e| {
             e.message = format!("{} [in {origin}]", e.message);

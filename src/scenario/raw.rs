@@ -38,6 +38,9 @@ pub struct RawScenario {
     /// Safety limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// Per-run time series sampling (queue depth, in flight, completions).
+    #[serde(default)]
+    pub timeseries: Option<RawTimeseries>,
     /// Parameter sweep: dotted keys to lists of values (see `scenario::sweep`).
     #[serde(default)]
     pub sweep: Option<serde_yaml_ng::Value>,
@@ -81,6 +84,14 @@ pub struct RawWarmup {
     /// Arrivals before this simulated time are warm-up.
     #[serde(default)]
     pub duration_s: Option<f64>,
+}
+
+/// `timeseries:` — sample cluster state every `interval_s` into `timeseries.csv`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeseries {
+    /// Sampling interval.
+    pub interval_s: f64,
 }
 
 /// `limits:` — bounds that end a runaway run with an error instead of a hang.

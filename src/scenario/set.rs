@@ -31,7 +31,12 @@ pub fn apply(tree: &mut Value, kv: &str) -> Result<(), ConfigError> {
 
 /// Sets the value at dotted path `key` in `tree` to `new`; `origin` names the override in
 /// errors (`--set k=v`, or a sweep cell).
-pub fn apply_value(tree: &mut Value, key: &str, new: Value, origin: &str) -> Result<(), ConfigError> {
+pub fn apply_value(
+    tree: &mut Value,
+    key: &str,
+    new: Value,
+    origin: &str,
+) -> Result<(), ConfigError> {
     let err = |msg: String| ConfigError::flag(origin, msg);
     if key.is_empty() || key.split('.').any(str::is_empty) {
         return Err(err(

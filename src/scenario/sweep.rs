@@ -54,7 +54,8 @@ pub fn parse(file: &str, node: &Value) -> Result<Vec<Axis>, ConfigError> {
             axes.push(Axis { keys: vec![key.to_string()], values: vec![values] });
         }
     }
-    let cells: usize = axes.iter().map(Axis::len).try_fold(1usize, |a, n| a.checked_mul(n)).unwrap_or(usize::MAX);
+    let cells: usize =
+        axes.iter().map(Axis::len).try_fold(1usize, |a, n| a.checked_mul(n)).unwrap_or(usize::MAX);
     if cells > MAX_CELLS {
         return Err(err("sweep", format!("expands to {cells} cells: at most {MAX_CELLS}")));
     }
@@ -74,13 +75,14 @@ fn zip_axis(file: &str, path: &str, g: &Value) -> Result<Axis, ConfigError> {
     };
     let mut axis = Axis { keys: Vec::new(), values: Vec::new() };
     for (k, v) in m {
-        let key = k.as_str().ok_or_else(|| ConfigError::field(file, path, "keys must be strings"))?;
+        let key =
+            k.as_str().ok_or_else(|| ConfigError::field(file, path, "keys must be strings"))?;
         let values = list(file, &format!("{path}.{key}"), v)?;
         if let Some(first) = axis.values.first() {
             if first.len() != values.len() {
                 return Err(ConfigError::field(
                     file,
-                    &format!("{path}.{key}"),
+                    format!("{path}.{key}"),
                     format!("has {} values but {} has {}: zipped lists move together and need equal lengths", values.len(), axis.keys[0], first.len()),
                 ));
             }

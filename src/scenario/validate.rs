@@ -82,6 +82,7 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
     let classes = classes(&c, &raw.workload, &pools)?;
     let policies = policies(&c, &raw.policies, &pools)?;
     let limits = limits(&c, raw.limits.as_ref())?;
+    let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies)?;
     Ok(Scenario {
         name: raw.name,
         description: raw.description.unwrap_or_default(),
@@ -98,8 +99,12 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
         overrides: Vec::new(),
         cell: 0,
         params: String::new(),
-        checks: raw.checks.unwrap_or_default(),
+        checks,
         file_index: 0,
+        timeseries_interval: match &raw.timeseries {
+            Some(t) => Some(c.seconds("timeseries.interval_s", t.interval_s)?),
+            None => None,
+        },
     })
 }
 
@@ -552,4 +557,19 @@ fn policy(c: &Ctx<'_>, path: &str, v: &serde_yaml_ng::Value) -> Result<PolicySpe
 pub fn policy_from_name(name: &str) -> Result<PolicySpec, ConfigError> {
     let c = Ctx { file: "<command line>" };
     policy(&c, "--policy", &serde_yaml_ng::Value::String(name.to_string()))
+}
+
+/// Parses every `checks:` entry and checks its policy labels and metric names, so a bad check
+/// fails at load time with its column rather than after the run (see `report::check`).
+fn checks(
+    c: &Ctx<'_>,
+    raw: &[String],
+    policies: &[PolicySpec],
+) -> Result<Vec<String>, ConfigError> {
+    let labels: Vec<&str> = policies.iter().map(|p| p.label.as_str()).collect();
+    for (i, text) in raw.iter().enumerate() {
+        crate::report::check::validate(text, &labels)
+            .map_err(|e| c.err(&format!("checks[{i}]"), format!("{e} (in `{}`)", text.trim())))?;
+    }
+    Ok(raw.to_vec())
 }

@@ -2,8 +2,11 @@
 
 mod common;
 mod config;
+mod deploy;
 mod determinism;
 mod invariants;
+mod lab;
 mod limits;
 mod policies;
 mod queueing;
+mod sweeps;
