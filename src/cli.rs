@@ -340,7 +340,8 @@ fn select_policies(s: &mut Scenario, wanted: &[String]) -> Result<(), CliError> 
 }
 
 fn default_out(scenarios: &[Scenario]) -> PathBuf {
-    let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    names.dedup();
     PathBuf::from("results").join(names.join("+"))
 }
 
