@@ -5,6 +5,8 @@
 use routelab::experiment;
 use routelab::report::RunRow;
 use routelab::scenario::{self, LoadOptions, Scenario};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Parses scenario YAML text (panics with the error on bad input: tests own their YAML).
 pub fn scenario(yaml: &str) -> Scenario {
@@ -24,4 +26,37 @@ pub fn run_rows(s: Scenario, threads: usize) -> Vec<RunRow> {
 /// The value of `metric` in `row`, which must be defined.
 pub fn get(row: &RunRow, metric: &str) -> f64 {
     row.get(metric).unwrap_or_else(|| panic!("{metric} undefined in {:?}", row.key))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty directory whose name carries `tag`, the process id and a counter.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("routelab-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `bytes` to `name` inside the directory and returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -12,7 +12,6 @@ use routelab::scenario::{self, LoadOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The crate root: where `scenarios/` and `tests/scenarios/` live.
 fn root() -> PathBuf {
@@ -158,30 +157,7 @@ fn bad_set_overrides_name_the_flag_or_the_field() {
 // ---------------------------------------------------------------------------------------------
 // The binary.
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("routelab-config-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::common::TempDir;
 
 /// A scenario that runs in milliseconds: 2 policies × 2 replications of 2000 requests.
 const TINY: &str = "\

@@ -14,7 +14,6 @@ use routelab::report::{metric_index, CommandOutput};
 use routelab::scenario::{self, LoadOptions, Scenario};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 fn root() -> PathBuf {
@@ -315,32 +314,7 @@ fn significant_needs_a_paired_difference_whose_ci_excludes_zero() {
 // ---------------------------------------------------------------------------------------------
 // Files and the command line.
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("routelab-lab-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).expect("write temp file");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::common::TempDir;
 
 /// `summary` with `metric` of `policy` multiplied by `factor` (mean only).
 fn scaled(summary: &[SummaryRow], policy: &str, metric: &str, factor: f64) -> Vec<u8> {
