@@ -99,6 +99,10 @@ pub enum Command {
 pub enum ListWhat {
     /// Routing policies with their parameters and defaults.
     Policies,
+    /// Built-in GPUs: memory, bandwidth, dense peaks, scale-up link, confidence, aliases.
+    Gpus,
+    /// Built-in models: parameters, KV bytes per token, FLOPs per token, aliases.
+    Models,
 }
 
 /// `routelab run` flags.
@@ -211,6 +215,14 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
         }
         Command::List { what: ListWhat::Policies } => {
             print!("{}", list_policies());
+            Ok(0)
+        }
+        Command::List { what: ListWhat::Gpus } => {
+            print!("{}", crate::cluster::catalog::list_gpus());
+            Ok(0)
+        }
+        Command::List { what: ListWhat::Models } => {
+            print!("{}", crate::cluster::catalog::list_models());
             Ok(0)
         }
         Command::Compare { dir, baseline_policy, metrics } => {

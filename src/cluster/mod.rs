@@ -10,6 +10,10 @@
 //! timed out stay behind as tombstones and are skipped when reached); `in_service[r] <=
 //! slots[r]`; a replica never has a free slot while a live request waits (work conservation).
 
+pub mod catalog;
+pub mod kv;
+pub mod latency;
+
 use crate::engine::event::ReqRef;
 use crate::scenario::{PoolKind, PoolSpec};
 use crate::workload::dist::Dist;

@@ -8,6 +8,7 @@
 
 pub mod arrival;
 pub mod dist;
+pub mod trace;
 
 use crate::rng::Stream;
 use crate::time::SimDuration;

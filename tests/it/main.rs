@@ -8,5 +8,6 @@ mod invariants;
 mod lab;
 mod limits;
 mod policies;
+mod prefix_cache;
 mod queueing;
 mod sweeps;
