@@ -242,9 +242,9 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             Ok(0)
         }
         Command::Merge { dirs, out } => {
-            let text = report::merge::merge_dirs(&dirs, &out)?;
-            print!("{text}");
-            Ok(0)
+            let merged = report::merge::merge_dirs(&dirs, &out)?;
+            print!("{}", merged.text);
+            Ok(u8::from(merged.failed))
         }
     }
 }
@@ -455,7 +455,7 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     set.sort(&positions);
     let md = set.write(&out_dir)?;
     print!("{md}");
-    // A shard holds only part of each cell, so checks wait for the whole (unsharded) run.
+    // A shard holds only part of each cell, so its checks wait for `merge`.
     let checks = if shard.is_none() {
         report::check::evaluate_all(&plan.scenarios, &report::summarize(&set.runs), &set.runs)
     } else {

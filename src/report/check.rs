@@ -1034,6 +1034,26 @@ pub fn evaluate_all(
     summary: &[SummaryRow],
     runs: &[RunRow],
 ) -> CommandOutput {
+    let sets: Vec<CheckSet> = scenarios
+        .iter()
+        .map(|s| CheckSet { scenario: s.name.clone(), cell: s.cell, checks: s.checks.clone() })
+        .collect();
+    evaluate_sets(&sets, summary, runs)
+}
+
+/// The checks of one scenario cell (from a loaded scenario, or from a manifest after `merge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSet {
+    /// Scenario name.
+    pub scenario: String,
+    /// Sweep cell.
+    pub cell: u32,
+    /// Check expressions as written.
+    pub checks: Vec<String>,
+}
+
+/// Evaluates check sets in every cell of `summary`; `failed` if any check fails.
+pub fn evaluate_sets(sets: &[CheckSet], summary: &[SummaryRow], runs: &[RunRow]) -> CommandOutput {
     type GroupKey<'a> = (&'a str, u32, &'a str);
     let mut order: Vec<GroupKey<'_>> = Vec::new();
     let mut cells: BTreeMap<GroupKey<'_>, Cell<'_>> = BTreeMap::new();
@@ -1057,10 +1077,10 @@ pub fn evaluate_all(
     let (mut pass, mut fail, mut skip) = (0, 0, 0);
     for k in &order {
         let (name, cell_index, autoscaler) = *k;
-        let scenario = scenarios
+        let scenario = sets
             .iter()
-            .find(|s| s.name == name && s.cell == cell_index)
-            .or_else(|| scenarios.iter().find(|s| s.name == name));
+            .find(|s| s.scenario == name && s.cell == cell_index)
+            .or_else(|| sets.iter().find(|s| s.scenario == name));
         let Some(scenario) = scenario else { continue };
         let cell = &cells[k];
         let params = summary

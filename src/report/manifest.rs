@@ -46,6 +46,9 @@ pub struct ManifestEntry {
     pub policies: Vec<String>,
     /// `--set` overrides.
     pub overrides: Vec<String>,
+    /// The scenario's `checks:` (so `merge` can evaluate them on the whole result).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
 }
 
 impl Manifest {
@@ -74,6 +77,7 @@ impl Manifest {
                     replications: reps.clone(),
                     policies: s.policies.iter().map(|p| p.label.clone()).collect(),
                     overrides: s.overrides.clone(),
+                    checks: s.checks.clone(),
                 })
                 .collect(),
         }
@@ -89,6 +93,18 @@ impl Manifest {
     /// Parses manifest JSON.
     pub fn from_json(text: &str) -> Result<Manifest, String> {
         serde_json::from_str(text).map_err(|e| format!("not a routelab manifest: {e}"))
+    }
+
+    /// The checks of every scenario cell.
+    pub fn check_sets(&self) -> Vec<super::check::CheckSet> {
+        self.scenarios
+            .iter()
+            .map(|e| super::check::CheckSet {
+                scenario: e.name.clone(),
+                cell: e.cell,
+                checks: e.checks.clone(),
+            })
+            .collect()
     }
 
     /// Position of every run key in plan order.

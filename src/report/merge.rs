@@ -3,12 +3,14 @@
 //! `shard` field); together they must cover every run exactly once.
 
 use super::output::ResultSet;
+use super::{check, summarize, CommandOutput};
 use crate::error::ConfigError;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Merges shard result directories into `out`; returns the markdown summary.
-pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<String, ConfigError> {
+/// Merges shard result directories into `out`; returns the markdown summary followed by the
+/// scenarios' checks evaluated on the whole result (`failed` if one fails).
+pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<CommandOutput, ConfigError> {
     let mut merged: Option<ResultSet> = None;
     let mut seen = BTreeSet::new();
     for d in dirs {
@@ -55,5 +57,9 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<String, ConfigError> {
         ));
     }
     m.sort(&positions);
-    m.write(out).map_err(|e| ConfigError::file(&out.display().to_string(), e.to_string()))
+    let md =
+        m.write(out).map_err(|e| ConfigError::file(&out.display().to_string(), e.to_string()))?;
+    let checks = check::evaluate_sets(&m.manifest.check_sets(), &summarize(&m.runs), &m.runs);
+    let text = if checks.text.is_empty() { md } else { format!("{md}\n{}", checks.text) };
+    Ok(CommandOutput { text, failed: checks.failed })
 }

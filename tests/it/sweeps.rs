@@ -141,3 +141,27 @@ fn bad_sweeps_are_one_line_errors() {
         assert!(err.contains(expect), "{set}: {err}");
     }
 }
+
+#[test]
+fn checks_wait_for_merge_and_decide_its_exit_code() {
+    let t = Tmp::new("sweep-checks");
+    for (check, code) in [
+        ("checks=[least_requests.e2e_ms_mean < random.e2e_ms_mean]", 0),
+        ("checks=[random.e2e_ms_mean < least_requests.e2e_ms_mean]", 1),
+    ] {
+        for i in 0..2 {
+            // A shard holds part of each cell: it evaluates no checks and succeeds.
+            let out = t.run(
+                &[RUN, &["--set", check, "--shard", &format!("{i}/2"), "--out", &format!("c{i}")]]
+                    .concat(),
+            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("PASS"));
+        }
+        let merged = t.run(&["merge", "c0", "c1", "--out", "cm"]);
+        let stdout = String::from_utf8_lossy(&merged.stdout);
+        assert_eq!(merged.status.code(), Some(code), "{check}: {stdout}");
+        let tag = if code == 0 { "PASS" } else { "FAIL" };
+        assert_eq!(stdout.matches(tag).count(), 8, "one line per cell: {stdout}");
+    }
+}
