@@ -20,7 +20,7 @@ use crate::error::RunFailure;
 use crate::gateway::Gateway;
 use crate::metrics::invariants::{self, Violations};
 use crate::metrics::{Outcome, Recorder};
-use crate::policy::routing::{BuildCtx, RequestView};
+use crate::policy::routing::{BuildCtx, Completion, RequestView};
 use crate::rng;
 use crate::scenario::{PolicySpec, Scenario};
 use crate::time::{SimDuration, SimTime};
@@ -252,13 +252,19 @@ impl<'a> Sim<'a> {
             self.rec.measured.arrivals += 1;
         }
         let view = RequestView { class, prompt_tokens: d.prompt_tokens };
-        let Some(r) = self.gateway.route(&view, &self.cluster) else {
+        let Some(r) = self.gateway.route(&view, &self.cluster, self.now) else {
             self.end_unadmitted(measured);
             return Ok(());
         };
         let free = self.cluster.has_free_slot(r);
         if !free && self.cluster.queue_full(r) {
-            self.gateway.release(r);
+            self.gateway.release(&Completion {
+                replica: r,
+                now: self.now,
+                first_token: None,
+                total: SimDuration::ZERO,
+                success: false,
+            });
             self.end_unadmitted(measured);
             return Ok(());
         }
@@ -365,7 +371,16 @@ impl<'a> Sim<'a> {
 
     fn end_request(&mut self, h: ReqRef, outcome: Outcome) {
         let req = self.slab.remove(h);
-        self.gateway.release(req.replica);
+        let total = self.now - req.arrival;
+        let success = outcome == Outcome::Completed;
+        self.gateway.release(&Completion {
+            replica: req.replica,
+            now: self.now,
+            // Queue replicas deliver the response as one unit at completion.
+            first_token: success.then_some(total),
+            total,
+            success,
+        });
         self.rec.all.add(outcome);
         if req.measured {
             self.rec.measured.add(outcome);

@@ -6,7 +6,8 @@
 //! retries and health checking are layers that will sit here.
 
 use crate::cluster::Cluster;
-use crate::policy::routing::{RequestView, RouteView, Router};
+use crate::policy::routing::{Completion, RequestView, RouteView, Router};
+use crate::time::SimTime;
 
 /// One gateway instance.
 pub struct Gateway {
@@ -23,7 +24,7 @@ impl Gateway {
 
     /// Picks a replica for `req`, or `None` when no replica is a candidate.
     #[inline]
-    pub fn route(&mut self, req: &RequestView, cluster: &Cluster) -> Option<u32> {
+    pub fn route(&mut self, req: &RequestView, cluster: &Cluster, now: SimTime) -> Option<u32> {
         if cluster.candidates.is_empty() {
             return None;
         }
@@ -34,15 +35,17 @@ impl Gateway {
             queued: &cluster.queued,
             in_service: &cluster.in_service,
             weights: &cluster.weights,
+            now,
         };
         let r = self.router.route(req, &view);
         self.in_flight[r as usize] += 1;
         Some(r)
     }
 
-    /// A request this gateway dispatched to `r` has ended.
+    /// A request this gateway dispatched has ended; the router hears how.
     #[inline]
-    pub fn release(&mut self, r: u32) {
-        self.in_flight[r as usize] -= 1;
+    pub fn release(&mut self, done: &Completion) {
+        self.in_flight[done.replica as usize] -= 1;
+        self.router.on_complete(done);
     }
 }

@@ -36,6 +36,7 @@ fn drive(name: &str, seed: u64) -> Vec<u32> {
             queued: &queued,
             in_service: &in_service,
             weights: &weights,
+            now: routelab::time::SimTime(step * 1_000_000),
         };
         let pick = router.route(&RequestView::default(), &view);
         assert!(
@@ -44,6 +45,16 @@ fn drive(name: &str, seed: u64) -> Vec<u32> {
         );
         in_flight[pick as usize] += 1;
         picks.push(pick);
+        // Feedback for latency-aware policies: a completion on a random replica.
+        let r = (rng.next_u64() % 8) as u32;
+        let total = routelab::time::SimDuration(1_000_000 * (1 + rng.next_u64() % 50));
+        router.on_complete(&routelab::policy::routing::Completion {
+            replica: r,
+            now: routelab::time::SimTime(step * 1_000_000),
+            first_token: Some(total),
+            total,
+            success: rng.next_u64() % 10 != 0,
+        });
     }
     picks
 }

@@ -17,6 +17,7 @@ mod round_robin;
 mod weighted_round_robin;
 
 use crate::rng::Stream;
+use crate::time::{SimDuration, SimTime};
 use serde::de::DeserializeOwned;
 
 /// What a router may know about the request being routed.
@@ -43,12 +44,34 @@ pub struct RouteView<'a> {
     pub in_service: &'a [u32],
     /// Routing weight of each replica (the pool's `weight`).
     pub weights: &'a [u32],
+    /// Simulated time of the decision (for time-decayed signals such as EWMAs).
+    pub now: SimTime,
+}
+
+/// How a request this gateway routed ended, as the gateway observes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The replica it went to.
+    pub replica: u32,
+    /// When it ended.
+    pub now: SimTime,
+    /// Arrival to first token (`None` if no token was produced).
+    pub first_token: Option<SimDuration>,
+    /// Arrival to the end of the response (or to the timeout).
+    pub total: SimDuration,
+    /// Served to the end (not timed out, rejected or cut off).
+    pub success: bool,
 }
 
 /// A routing policy instance (one per run, per gateway).
 pub trait Router {
     /// Picks one of `view.candidates` for `req`.
     fn route(&mut self, req: &RequestView, view: &RouteView<'_>) -> u32;
+
+    /// A request this gateway routed has ended: feedback for latency-aware policies (EWMAs,
+    /// response-time estimates). Called once per routed request, after `in_flight` is
+    /// decremented. The default ignores it.
+    fn on_complete(&mut self, _done: &Completion) {}
 }
 
 /// What a router is built from.
@@ -161,6 +184,7 @@ pub(crate) mod testutil {
                 queued: &self.queued,
                 in_service: &self.in_service,
                 weights: &self.weights,
+                now: SimTime::ZERO,
             }
         }
 
