@@ -193,13 +193,17 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             // Check every file and report each problem, then fail if any was bad.
             let mut bad = 0;
             for f in &files {
-                match scenario::load(f, &LoadOptions { set: set.clone() }) {
-                    Ok(s) => println!(
-                        "{}: ok ({} classes, {} replicas, {} policies)",
+                match scenario::load_cells(f, &LoadOptions { set: set.clone() }) {
+                    Ok(cells) => println!(
+                        "{}: ok ({} classes, {} replicas, {} policies, {} cell{}, {} check{})",
                         f.display(),
-                        s.classes.len(),
-                        s.pools.iter().map(|p| p.replicas).sum::<u32>(),
-                        s.policies.len()
+                        cells[0].classes.len(),
+                        cells[0].pools.iter().map(|p| p.replicas).sum::<u32>(),
+                        cells[0].policies.len(),
+                        cells.len(),
+                        if cells.len() == 1 { "" } else { "s" },
+                        cells[0].checks.len(),
+                        if cells[0].checks.len() == 1 { "" } else { "s" },
                     ),
                     Err(e) if files.len() == 1 => return Err(e.into()),
                     Err(e) => {
