@@ -11,6 +11,8 @@
 
 mod join_shortest_queue;
 mod least_requests;
+mod least_response_time;
+mod peak_ewma;
 mod power_of_d;
 mod random;
 mod round_robin;
@@ -121,6 +123,8 @@ pub struct RouterEntry {
 pub static ROUTERS: &[&RouterEntry] = &[
     &join_shortest_queue::ENTRY,
     &least_requests::ENTRY,
+    &least_response_time::ENTRY,
+    &peak_ewma::ENTRY,
     &power_of_d::ENTRY,
     &random::ENTRY,
     &round_robin::ENTRY,
@@ -162,6 +166,8 @@ pub(crate) mod testutil {
         pub queued: Vec<u32>,
         pub in_service: Vec<u32>,
         pub weights: Vec<u32>,
+        /// Time of the view (`SimTime::ZERO` unless a test moves it).
+        pub now: SimTime,
     }
 
     impl Fixture {
@@ -173,6 +179,7 @@ pub(crate) mod testutil {
                 queued: vec![0; n],
                 in_service: vec![0; n],
                 weights: weights.to_vec(),
+                now: SimTime::ZERO,
             }
         }
 
@@ -184,7 +191,7 @@ pub(crate) mod testutil {
                 queued: &self.queued,
                 in_service: &self.in_service,
                 weights: &self.weights,
-                now: SimTime::ZERO,
+                now: self.now,
             }
         }
 
