@@ -504,28 +504,32 @@ impl Parser {
     }
 
     fn sum(&mut self) -> Result<Expr, CheckError> {
-        let mut lhs = self.product()?;
-        while let Some(o) = self.at_op(&["+", "-"]) {
-            self.bump();
-            let rhs = self.product()?;
-            let column = lhs.column();
-            let a = lhs.num(&format!("before `{o}`"))?;
-            let b = rhs.num(&format!("after `{o}`"))?;
-            let op = if o == "+" { ArithOp::Add } else { ArithOp::Sub };
-            lhs = Expr::Num(Num::Bin(op, Box::new(a), Box::new(b)), column);
-        }
-        Ok(lhs)
+        self.arith_level(&["+", "-"], Self::product)
     }
 
     fn product(&mut self) -> Result<Expr, CheckError> {
-        let mut lhs = self.unary()?;
-        while let Some(o) = self.at_op(&["*", "/"]) {
+        self.arith_level(&["*", "/"], Self::unary)
+    }
+
+    /// One left-associative level of arithmetic: `next (op next)*` for the operators `ops`.
+    fn arith_level(
+        &mut self,
+        ops: &[&str],
+        next: fn(&mut Self) -> Result<Expr, CheckError>,
+    ) -> Result<Expr, CheckError> {
+        let mut lhs = next(self)?;
+        while let Some(o) = self.at_op(ops) {
             self.bump();
-            let rhs = self.unary()?;
+            let rhs = next(self)?;
             let column = lhs.column();
             let a = lhs.num(&format!("before `{o}`"))?;
             let b = rhs.num(&format!("after `{o}`"))?;
-            let op = if o == "*" { ArithOp::Mul } else { ArithOp::Div };
+            let op = match o {
+                "+" => ArithOp::Add,
+                "-" => ArithOp::Sub,
+                "*" => ArithOp::Mul,
+                _ => ArithOp::Div,
+            };
             lhs = Expr::Num(Num::Bin(op, Box::new(a), Box::new(b)), column);
         }
         Ok(lhs)
