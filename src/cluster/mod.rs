@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod kv;
 pub mod latency;
+pub mod llm;
 
 use crate::engine::event::ReqRef;
 use crate::scenario::{PoolKind, PoolSpec};
@@ -82,7 +83,9 @@ impl Cluster {
             classes: classes.len(),
         };
         for (pi, p) in pools.iter().enumerate() {
-            let PoolKind::Queue { slots, service_s, queue_capacity } = &p.kind;
+            let PoolKind::Queue { slots, service_s, queue_capacity } = &p.kind else {
+                unimplemented!("llm pools are built by the llm engine")
+            };
             for _ in 0..p.replicas {
                 c.pool_of.push(pi as u16);
                 c.lifecycle.push(Lifecycle::Ready);

@@ -120,6 +120,8 @@ pub enum PoolKind {
         /// Most waiting requests per replica; arrivals beyond are rejected.
         queue_capacity: Option<u32>,
     },
+    /// vLLM-style continuous-batching engines.
+    Llm(Box<crate::cluster::llm::spec::LlmPool>),
 }
 
 /// A policy to run, with its parameters.

@@ -226,6 +226,7 @@ fn classes(c: &Ctx<'_>, w: &[RawClass], pools: &[PoolSpec]) -> Result<Vec<ClassS
     }
     let all_pools_have_service = pools.iter().all(|p| match &p.kind {
         PoolKind::Queue { service_s, .. } => service_s.is_some(),
+        PoolKind::Llm(_) => true,
     });
     let mut out: Vec<ClassSpec> = Vec::new();
     for (i, k) in w.iter().enumerate() {
@@ -247,7 +248,7 @@ fn classes(c: &Ctx<'_>, w: &[RawClass], pools: &[PoolSpec]) -> Result<Vec<ClassS
             k.timeout_s.map(|t| c.seconds(&format!("{path}.timeout_s"), t)).transpose()?;
         out.push(ClassSpec {
             name: k.class.clone(),
-            arrival: arrival(c, &format!("{path}.arrival"), &k.arrival)?,
+            arrival: Some(arrival(c, &format!("{path}.arrival"), &k.arrival)?),
             service_s,
             prompt_tokens: k
                 .prompt_tokens
@@ -260,6 +261,13 @@ fn classes(c: &Ctx<'_>, w: &[RawClass], pools: &[PoolSpec]) -> Result<Vec<ClassS
                 .map(|d| dist(c, &format!("{path}.output_tokens"), d))
                 .transpose()?,
             timeout,
+            model: None,
+            max_tokens: None,
+            prefix: None,
+            session: None,
+            tenant: k.class.clone(),
+            slo: Default::default(),
+            trace: None,
         });
     }
     Ok(out)

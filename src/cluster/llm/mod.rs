@@ -1,0 +1,3 @@
+//! `llm` replicas (engine in progress).
+
+pub mod spec;
