@@ -302,6 +302,16 @@ impl KvCache {
     /// # Panics
     /// If `seq` is not a live handle.
     pub fn grow(&mut self, seq: SeqId, tokens: u32) -> Result<(), NoSpace> {
+        self.grow_hashed(seq, tokens, &[])
+    }
+
+    /// [`KvCache::grow`] for a prompt computed in chunks: new block *i* registers `hashes[i]`
+    /// (if given, caching is on and no other block holds that hash yet), so a later chunk's
+    /// blocks become reusable prefix too.
+    ///
+    /// # Panics
+    /// If `seq` is not a live handle.
+    pub fn grow_hashed(&mut self, seq: SeqId, tokens: u32, hashes: &[u64]) -> Result<(), NoSpace> {
         let (old_tokens, have) = {
             let s = self.live(seq);
             (s.tokens, s.blocks.len() as u32)
@@ -329,9 +339,17 @@ impl KvCache {
                 self.map.remove(&h);
             }
         }
+        let hashes = if self.cfg.enable_prefix_caching { hashes } else { &[][..] };
         for _ in 0..extra {
             let b = self.take_fresh();
+            let i = self.seqs[seq.0 as usize].blocks.len();
             self.seqs[seq.0 as usize].blocks.push(b);
+            if let Some(&h) = hashes.get(i) {
+                if let std::collections::btree_map::Entry::Vacant(e) = self.map.entry(h) {
+                    e.insert(b);
+                    self.hash[b as usize] = Some(h);
+                }
+            }
         }
         self.seqs[seq.0 as usize].tokens = tokens;
         Ok(())

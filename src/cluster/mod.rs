@@ -62,6 +62,18 @@ pub struct Cluster {
     /// Service-time law per (pool, class), flattened `pool * classes + class`.
     service: Vec<Dist>,
     classes: usize,
+    /// The `llm` engines, one per replica (empty for queue clusters).
+    pub llm: Vec<llm::LlmReplica>,
+    /// GPUs per replica (1 for queue replicas).
+    pub gpus: Vec<u32>,
+    /// Candidate lists: `candidate_sets[class_set[c]]` are the ready replicas that can serve
+    /// class `c` (all ready replicas for queue clusters).
+    pub candidate_sets: Vec<Vec<u32>>,
+    /// Candidate-set index of each class.
+    pub class_set: Vec<u16>,
+    /// Per class and pool: index of the class's model in the pool's `models`, flattened
+    /// `pool * classes + class` (`u16::MAX`: the pool does not serve it).
+    class_model: Vec<u16>,
 }
 
 impl Cluster {
@@ -81,27 +93,115 @@ impl Cluster {
             candidates_epoch: 0,
             service: Vec::with_capacity(pools.len() * classes.len()),
             classes: classes.len(),
+            llm: Vec::new(),
+            gpus: Vec::with_capacity(n),
+            candidate_sets: Vec::new(),
+            class_set: Vec::new(),
+            class_model: Vec::new(),
         };
         for (pi, p) in pools.iter().enumerate() {
-            let PoolKind::Queue { slots, service_s, queue_capacity } = &p.kind else {
-                unimplemented!("llm pools are built by the llm engine")
+            let (slots, service_s, queue_capacity) = match &p.kind {
+                PoolKind::Queue { slots, service_s, queue_capacity } => {
+                    (*slots, service_s.as_ref(), *queue_capacity)
+                }
+                PoolKind::Llm(spec) => {
+                    for _ in 0..p.replicas {
+                        c.llm.push(llm::LlmReplica::new(spec));
+                    }
+                    (spec.engine.max_num_seqs, None, None)
+                }
+            };
+            let tp = match &p.kind {
+                PoolKind::Llm(spec) => spec.tp,
+                PoolKind::Queue { .. } => 1,
             };
             for _ in 0..p.replicas {
                 c.pool_of.push(pi as u16);
                 c.lifecycle.push(Lifecycle::Ready);
                 c.weights.push(p.weight);
-                c.slots.push(*slots);
+                c.slots.push(slots);
+                c.gpus.push(tp);
                 c.queue_capacity.push(queue_capacity.unwrap_or(u32::MAX));
             }
             for k in classes {
-                let law = service_s.as_ref().or(k.service_s.as_ref());
+                c.class_model.push(match (&p.kind, &k.model) {
+                    (PoolKind::Queue { .. }, _) => 0,
+                    (PoolKind::Llm(spec), Some(m)) => spec
+                        .models
+                        .iter()
+                        .position(|x| &x.name == m)
+                        .map_or(u16::MAX, |i| i as u16),
+                    (PoolKind::Llm(_), None) => 0,
+                });
+                let law = service_s.or(k.service_s.as_ref());
                 // Validation guarantees one of the two exists.
                 c.service.push(law.cloned().unwrap_or_else(|| {
                     Dist::new(crate::workload::dist::Law::Constant(0.0), None, None)
                 }));
             }
         }
+        c.build_candidate_sets();
         c
+    }
+
+    /// Groups classes by the set of pools that serve them and lists those pools' ready
+    /// replicas. Called at start and whenever lifecycles change.
+    pub fn build_candidate_sets(&mut self) {
+        let pools = self.service.len() / self.classes.max(1);
+        self.candidate_sets.clear();
+        self.class_set.clear();
+        let mut keys: Vec<Vec<bool>> = Vec::new();
+        for k in 0..self.classes {
+            let key: Vec<bool> =
+                (0..pools).map(|p| self.class_model[p * self.classes + k] != u16::MAX).collect();
+            let set = match keys.iter().position(|x| *x == key) {
+                Some(i) => i,
+                None => {
+                    let members = (0..self.len() as u32)
+                        .filter(|&r| {
+                            key[self.pool_of[r as usize] as usize]
+                                && self.lifecycle[r as usize] == Lifecycle::Ready
+                        })
+                        .collect();
+                    keys.push(key);
+                    self.candidate_sets.push(members);
+                    keys.len() - 1
+                }
+            };
+            self.class_set.push(set as u16);
+        }
+        self.candidate_sets_epoch_bump();
+    }
+
+    fn candidate_sets_epoch_bump(&mut self) {
+        self.candidates_epoch += 1;
+    }
+
+    /// The ready replicas that can serve class `class`, and an epoch unique to that list.
+    #[inline]
+    pub fn candidates_for(&self, class: u16) -> (&[u32], u64) {
+        let set = self.class_set[class as usize];
+        (&self.candidate_sets[set as usize], (self.candidates_epoch << 16) | u64::from(set))
+    }
+
+    /// Index of class `class`'s model in replica `r`'s pool (`llm` clusters).
+    #[inline]
+    pub fn local_model(&self, r: u32, class: u16) -> u16 {
+        self.class_model[self.pool_of[r as usize] as usize * self.classes + class as usize]
+    }
+
+    /// Whether the replicas are `llm` engines.
+    #[inline]
+    pub fn is_llm(&self) -> bool {
+        !self.llm.is_empty()
+    }
+
+    /// Copies replica `r`'s engine counts into the router-visible `queued`/`in_service`.
+    #[inline]
+    pub fn sync_llm(&mut self, r: u32) {
+        let e = &self.llm[r as usize];
+        self.queued[r as usize] = e.queued();
+        self.in_service[r as usize] = e.running();
     }
 
     /// Number of replicas.
@@ -142,6 +242,9 @@ impl Cluster {
     /// Whether replica `r` breaks work conservation right now.
     #[inline]
     pub fn idle_with_work(&self, r: u32) -> bool {
+        if let Some(e) = self.llm.get(r as usize) {
+            return e.idle_with_work();
+        }
         self.has_free_slot(r) && self.queued[r as usize] > 0
     }
 }

@@ -9,8 +9,8 @@
 //!
 //! | rank | events | why |
 //! |---|---|---|
-//! | 0 `Capacity` | faults, replica lifecycle (reserved) | nothing routes to a replica that died at that instant; new capacity serves same-instant arrivals |
-//! | 1 `Completion` | service completions | a server freed at `t` serves an arrival at `t` (work conservation) and completion beats a timeout at `t` |
+//! | 0 `Capacity` | model loads done; faults, replica lifecycle (reserved) | nothing routes to a replica that died at that instant; new capacity serves same-instant arrivals |
+//! | 1 `Completion` | service completions, `llm` iteration ends | a server freed at `t` serves an arrival at `t` (work conservation) and completion beats a timeout at `t` |
 //! | 2 `Arrival` | arrivals | |
 //! | 3 `Timeout` | deadline checks | a request finishing exactly at its deadline has finished |
 //! | 4 `Control` | time-series samples; scrapes and autoscaler ticks (reserved) | they observe the state after the instant's arrivals |
@@ -39,6 +39,16 @@ pub enum Event {
     ServiceDone {
         /// The request.
         req: ReqRef,
+    },
+    /// An `llm` replica finished an engine iteration.
+    Iteration {
+        /// Replica id.
+        replica: u32,
+    },
+    /// An `llm` replica finished loading a model.
+    ModelLoaded {
+        /// Replica id.
+        replica: u32,
     },
     /// The earliest pending deadline of a class is due.
     TimeoutTick {
@@ -74,7 +84,8 @@ impl Event {
     #[inline]
     pub fn rank(&self) -> Rank {
         match self {
-            Event::ServiceDone { .. } => Rank::Completion,
+            Event::ServiceDone { .. } | Event::Iteration { .. } => Rank::Completion,
+            Event::ModelLoaded { .. } => Rank::Capacity,
             Event::Arrival { .. } => Rank::Arrival,
             Event::TimeoutTick { .. } => Rank::Timeout,
             Event::Sample => Rank::Control,

@@ -15,6 +15,7 @@ pub mod event;
 pub mod queue;
 pub mod request;
 
+use crate::cluster::llm::{Effect, Incoming, Kick, NeverFits, Window};
 use crate::cluster::Cluster;
 use crate::error::RunFailure;
 use crate::gateway::Gateway;
@@ -94,6 +95,8 @@ pub struct Sim<'a> {
     stale_events: u64,
     samples: Vec<Sample>,
     completed_at_last_sample: u64,
+    effects: Vec<Effect>,
+    trace_hashes: Vec<u64>,
 }
 
 /// Runs `policy` on replication `replication` of `sc`.
@@ -115,14 +118,17 @@ impl<'a> Sim<'a> {
             .classes
             .iter()
             .enumerate()
-            .map(|(i, k)| ClassState {
-                gen: ClassGen::new(k, i, run_seed),
-                timeout: k.timeout,
-                deadlines: VecDeque::new(),
-                timer_armed: false,
-                open: true,
+            .map(|(i, k)| {
+                Ok(ClassState {
+                    gen: ClassGen::new(k, i, run_seed)
+                        .map_err(|e| RunFailure::Invariant(e.to_string()))?,
+                    timeout: k.timeout,
+                    deadlines: VecDeque::new(),
+                    timer_armed: false,
+                    open: true,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, RunFailure>>()?;
         Ok(Sim {
             sc,
             now: SimTime::ZERO,
@@ -141,6 +147,8 @@ impl<'a> Sim<'a> {
             stale_events: 0,
             samples: Vec::new(),
             completed_at_last_sample: 0,
+            effects: Vec::new(),
+            trace_hashes: Vec::new(),
         })
     }
 
@@ -164,6 +172,8 @@ impl<'a> Sim<'a> {
             match ev {
                 Event::Arrival { class } => self.on_arrival(class)?,
                 Event::ServiceDone { req } => self.on_service_done(req),
+                Event::Iteration { replica } => self.on_iteration(replica),
+                Event::ModelLoaded { replica } => self.on_model_loaded(replica),
                 Event::TimeoutTick { class } => self.on_timeout_tick(class),
                 Event::Sample => self.on_sample(),
                 Event::DrainDeadline => {
@@ -183,7 +193,7 @@ impl<'a> Sim<'a> {
         if !cs.open {
             return;
         }
-        let next = cs.gen.arrivals.next_after(self.now);
+        let next = cs.gen.next_after(self.now);
         let within = match (next, self.sc.horizon.duration) {
             (Some(t), Some(d)) => t < SimTime::ZERO + d,
             (Some(_), None) => true,
@@ -246,7 +256,7 @@ impl<'a> Sim<'a> {
         if self.slab.live() >= self.sc.limits.max_in_flight {
             return Err(RunFailure::InFlightLimit(self.sc.limits.max_in_flight));
         }
-        let d = self.classes[class as usize].gen.draw();
+        let d = self.classes[class as usize].gen.draw(&mut Vec::new());
         self.rec.all.arrivals += 1;
         if measured {
             self.rec.measured.arrivals += 1;
@@ -256,8 +266,9 @@ impl<'a> Sim<'a> {
             self.end_unadmitted(measured);
             return Ok(());
         };
-        let free = self.cluster.has_free_slot(r);
-        if !free && self.cluster.queue_full(r) {
+        let llm = self.cluster.is_llm();
+        let free = !llm && self.cluster.has_free_slot(r);
+        if !llm && !free && self.cluster.queue_full(r) {
             self.gateway.release(&Completion {
                 replica: r,
                 now: self.now,
@@ -279,7 +290,33 @@ impl<'a> Sim<'a> {
             class,
             phase: Phase::Queued,
             measured,
+            first_token: SimTime::ZERO,
+            has_first_token: false,
+            local: 0,
         });
+        if llm {
+            let inc = Incoming {
+                req: h,
+                model: self.cluster.local_model(r, class),
+                prompt: d.prompt_tokens.max(1),
+                output: d.output_tokens.max(1),
+                prefix: d.prefix,
+                measured,
+            };
+            match self.cluster.llm[r as usize].enqueue(&inc, &self.trace_hashes) {
+                Ok(local) => self.slab.get_mut(h).local = local,
+                Err(_why) => {
+                    let _: NeverFits = _why;
+                    self.rec.llm.rejected_never_fit += 1;
+                    self.end_request(h, Outcome::Rejected);
+                    self.cluster.sync_llm(r);
+                    return Ok(());
+                }
+            }
+            self.arm_timeout(class, h);
+            self.kick(r);
+            return Ok(());
+        }
         self.arm_timeout(class, h);
         if free {
             self.start_service(r, h);
@@ -288,6 +325,113 @@ impl<'a> Sim<'a> {
         }
         self.audit(r);
         Ok(())
+    }
+
+    fn window(&self) -> Window {
+        Window { start: self.window_start, end: self.window_end }
+    }
+
+    /// Lets `llm` replica `r` start work if idle, then applies what happened.
+    fn kick(&mut self, r: u32) {
+        let w = self.window();
+        let k = self.cluster.llm[r as usize].kick(self.now, w, &mut self.effects);
+        self.after_llm(r, k);
+    }
+
+    fn on_iteration(&mut self, r: u32) {
+        let w = self.window();
+        let k = self.cluster.llm[r as usize].iteration_done(self.now, w, &mut self.effects);
+        self.after_llm(r, k);
+    }
+
+    fn on_model_loaded(&mut self, r: u32) {
+        let w = self.window();
+        let k = self.cluster.llm[r as usize].load_done(self.now, w, &mut self.effects);
+        self.after_llm(r, k);
+    }
+
+    /// Schedules what replica `r` asked for, applies its effects, and audits it.
+    fn after_llm(&mut self, r: u32, k: Kick) {
+        match k {
+            Kick::Nothing => {}
+            Kick::Iteration(t) => self.queue.push(t, Event::Iteration { replica: r }),
+            Kick::Load(t) => self.queue.push(t, Event::ModelLoaded { replica: r }),
+        }
+        let mut effects = std::mem::take(&mut self.effects);
+        for e in effects.drain(..) {
+            self.apply_effect(r, e);
+        }
+        self.effects = effects;
+        self.cluster.sync_llm(r);
+        if cfg!(debug_assertions) && self.cluster.llm[r as usize].check_kv().is_err() {
+            self.viol.kv_conservation += 1;
+        }
+        self.audit(r);
+    }
+
+    fn apply_effect(&mut self, r: u32, e: Effect) {
+        let now = self.now;
+        match e {
+            Effect::Started { req } => {
+                let q = self.slab.get_mut(req);
+                q.phase = Phase::InService;
+                q.start = now;
+                if q.measured {
+                    let wait = now - q.arrival;
+                    self.rec.queue_wait.record(wait);
+                }
+            }
+            Effect::FirstToken { req, min_prefill } => {
+                let q = self.slab.get_mut(req);
+                q.first_token = now;
+                q.has_first_token = true;
+                let ttft = now - q.arrival;
+                if ttft + SimDuration(1_000) < min_prefill {
+                    self.viol.ttft_below_prefill += 1;
+                }
+                if q.measured {
+                    self.rec.ttft.record(ttft);
+                }
+            }
+            Effect::Done { req, generated } => {
+                let Some(q) = self.slab.get(req).copied() else { return };
+                let e2e = now - q.arrival;
+                let ttft = q.first_token - q.arrival;
+                if !q.has_first_token || q.start < q.arrival || q.first_token < q.start {
+                    self.viol.causality += 1;
+                }
+                let tpot = (generated >= 2)
+                    .then(|| SimDuration((now - q.first_token).as_nanos() / u64::from(generated - 1)));
+                if tpot.is_some_and(|t| t < self.cluster.llm[r as usize].min_iteration()) {
+                    self.viol.tpot_below_iteration += 1;
+                }
+                let slo = self.sc.classes[q.class as usize].slo;
+                let met = slo.ttft.is_none_or(|s| ttft <= s)
+                    && slo.tpot.is_none_or(|s| tpot.is_none_or(|t| t <= s));
+                if q.measured {
+                    self.rec.e2e.record(e2e);
+                    if let Some(t) = tpot {
+                        self.rec.tpot.record(t);
+                    }
+                    if met {
+                        self.rec.llm.slo_met += 1;
+                    }
+                }
+                if self.in_window() {
+                    self.rec.window_completions += 1;
+                    self.rec.llm.window_output_tokens += u64::from(generated);
+                    if met {
+                        self.rec.llm.window_goodput += 1;
+                    }
+                }
+                self.end_request(req, Outcome::Completed);
+            }
+        }
+    }
+
+    fn in_window(&self) -> bool {
+        self.window_start.is_some_and(|w| self.now >= w)
+            && self.window_end.is_none_or(|e| self.now <= e)
     }
 
     /// A request that was refused before reaching any replica.
@@ -373,14 +517,13 @@ impl<'a> Sim<'a> {
         let req = self.slab.remove(h);
         let total = self.now - req.arrival;
         let success = outcome == Outcome::Completed;
-        self.gateway.release(&Completion {
-            replica: req.replica,
-            now: self.now,
+        let first_token = if req.has_first_token {
+            Some(req.first_token - req.arrival)
+        } else {
             // Queue replicas deliver the response as one unit at completion.
-            first_token: success.then_some(total),
-            total,
-            success,
-        });
+            success.then_some(total)
+        };
+        self.gateway.release(&Completion { replica: req.replica, now: self.now, first_token, total, success });
         self.rec.all.add(outcome);
         if req.measured {
             self.rec.measured.add(outcome);
@@ -400,6 +543,10 @@ impl<'a> Sim<'a> {
             }
             cs.deadlines.pop_front();
             let Some((phase, r)) = live else { continue };
+            if self.cluster.is_llm() {
+                self.abort_llm(h, r, Outcome::TimedOut);
+                continue;
+            }
             match phase {
                 Phase::Queued => {
                     // The handle stays in the replica's FIFO as a tombstone.
@@ -422,6 +569,15 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Withdraws a live request from its `llm` replica and ends it with `outcome`.
+    fn abort_llm(&mut self, h: ReqRef, r: u32, outcome: Outcome) {
+        let w = self.window();
+        let local = self.slab.get_mut(h).local;
+        self.cluster.llm[r as usize].abort(local, self.now, w);
+        self.end_request(h, outcome);
+        self.kick(r);
+    }
+
     /// Records one sample (O(replicas), once per interval) and schedules the next.
     fn on_sample(&mut self) {
         let Some(interval) = self.sc.timeseries_interval else { return };
@@ -440,10 +596,39 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Sums the replicas' counters into the recorder and checks their KV bookkeeping.
+    fn collect_llm_stats(&mut self, window: SimDuration) {
+        let w = self.window();
+        let st = &mut self.rec.llm;
+        st.enabled = true;
+        let window_s = window.as_secs_f64();
+        for (r, e) in self.cluster.llm.iter_mut().enumerate() {
+            e.finish(self.now, w);
+            if e.check_kv().is_err() {
+                self.viol.kv_conservation += 1;
+            }
+            st.preemptions += e.stats.preemptions;
+            st.cold_starts += e.stats.cold_starts;
+            st.iterations += e.stats.iterations;
+            st.prompt_tokens += e.stats.prompt_tokens;
+            st.cached_prompt_tokens += e.stats.cached_prompt_tokens;
+            st.kv_util_integral_s += e.stats.kv_util_integral_s;
+            st.replica_window_s += window_s;
+            st.gpu_hours += f64::from(self.cluster.gpus[r]) * window_s / 3600.0;
+        }
+    }
+
     fn on_drain_deadline(&mut self) {
         for h in self.slab.live_refs() {
             let req = self.slab.get_mut(h);
-            let (phase, r) = (req.phase, req.replica);
+            let (phase, r, local) = (req.phase, req.replica, req.local);
+            if self.cluster.is_llm() {
+                let w = self.window();
+                self.cluster.llm[r as usize].abort(local, self.now, w);
+                self.cluster.sync_llm(r);
+                self.end_request(h, Outcome::Unfinished);
+                continue;
+            }
             match phase {
                 Phase::Queued => self.cluster.queued[r as usize] -= 1,
                 Phase::InService => self.cluster.in_service[r as usize] -= 1,
@@ -454,13 +639,17 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self, run_seed: u64) -> Result<RunOutput, RunFailure> {
-        invariants::check(&self.rec, &self.viol, self.slab.live())
-            .map_err(RunFailure::Invariant)?;
-        // Queue replicas deliver the whole response at completion: TTFT = E2E.
-        self.rec.ttft = self.rec.e2e.clone();
-        self.rec.finalize();
         let start = self.window_start.unwrap_or(self.now);
         let end = self.window_end.unwrap_or(self.now).max(start);
+        if self.cluster.is_llm() {
+            self.collect_llm_stats(end - start);
+        } else {
+            // Queue replicas deliver the whole response at completion: TTFT = E2E.
+            self.rec.ttft = self.rec.e2e.clone();
+        }
+        invariants::check(&self.rec, &self.viol, self.slab.live())
+            .map_err(RunFailure::Invariant)?;
+        self.rec.finalize();
         Ok(RunOutput {
             run_seed,
             recorder: self.rec,
@@ -472,3 +661,6 @@ impl<'a> Sim<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod llm_tests;

@@ -41,6 +41,12 @@ pub struct Req {
     pub phase: Phase,
     /// Arrived after warm-up.
     pub measured: bool,
+    /// When its first token came (valid if `has_first_token`).
+    pub first_token: SimTime,
+    /// Whether it produced a first token.
+    pub has_first_token: bool,
+    /// Its slot inside the `llm` replica's engine.
+    pub local: u32,
 }
 
 impl Req {
@@ -55,6 +61,9 @@ impl Req {
         class: 0,
         phase: Phase::Free,
         measured: false,
+        first_token: SimTime::ZERO,
+        has_first_token: false,
+        local: 0,
     };
 }
 

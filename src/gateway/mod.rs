@@ -25,12 +25,13 @@ impl Gateway {
     /// Picks a replica for `req`, or `None` when no replica is a candidate.
     #[inline]
     pub fn route(&mut self, req: &RequestView, cluster: &Cluster, now: SimTime) -> Option<u32> {
-        if cluster.candidates.is_empty() {
+        let (candidates, candidates_epoch) = cluster.candidates_for(req.class);
+        if candidates.is_empty() {
             return None;
         }
         let view = RouteView {
-            candidates: &cluster.candidates,
-            candidates_epoch: cluster.candidates_epoch,
+            candidates,
+            candidates_epoch,
             in_flight: &self.in_flight,
             queued: &cluster.queued,
             in_service: &cluster.in_service,

@@ -20,6 +20,13 @@ pub struct Violations {
     pub clock: u64,
     /// Replica states with a free slot and a waiting request.
     pub work_conservation: u64,
+    /// KV block manager states with `allocated + free + cached != capacity` (or broken
+    /// bookkeeping), checked after every `llm` iteration in debug runs and at the end.
+    pub kv_conservation: u64,
+    /// Requests whose TTFT is shorter than the prefill time of their uncached prompt alone.
+    pub ttft_below_prefill: u64,
+    /// Requests whose TPOT is below the shortest iteration their replica can run.
+    pub tpot_below_iteration: u64,
 }
 
 /// Checks every end-of-run invariant; `Err` describes the first broken one.
@@ -45,6 +52,21 @@ pub fn check(rec: &Recorder, v: &Violations, in_flight_at_end: u64) -> Result<()
     }
     if v.clock > 0 {
         return Err(format!("monotone clock: {} events went back in time", v.clock));
+    }
+    if v.kv_conservation > 0 {
+        return Err(format!("KV block conservation broken {} times", v.kv_conservation));
+    }
+    if v.ttft_below_prefill > 0 {
+        return Err(format!(
+            "TTFT below the prefill time of the uncached prompt for {} requests",
+            v.ttft_below_prefill
+        ));
+    }
+    if v.tpot_below_iteration > 0 {
+        return Err(format!(
+            "TPOT below the smallest iteration time for {} requests",
+            v.tpot_below_iteration
+        ));
     }
     if v.work_conservation > 0 {
         return Err(format!(
@@ -73,6 +95,9 @@ mod tests {
             Violations { causality: 1, ..Default::default() },
             Violations { clock: 1, ..Default::default() },
             Violations { work_conservation: 1, ..Default::default() },
+            Violations { kv_conservation: 1, ..Default::default() },
+            Violations { ttft_below_prefill: 1, ..Default::default() },
+            Violations { tpot_below_iteration: 1, ..Default::default() },
         ] {
             assert!(check(&rec, &v, 0).is_err());
         }

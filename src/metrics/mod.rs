@@ -212,6 +212,53 @@ pub struct Recorder {
     pub window_completions: u64,
     /// Measured requests that never produced a first token (censored for TTFT).
     pub no_first_token: u64,
+    /// Token-level counters of `llm` replicas (all zero for queue clusters).
+    pub llm: LlmStats,
+}
+
+/// Token, cache and cost counters of `llm` replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LlmStats {
+    /// Whether the cluster has `llm` replicas (selects which metrics are reported).
+    pub enabled: bool,
+    /// Output tokens of requests completed inside the measurement window.
+    pub window_output_tokens: u64,
+    /// Measured completed requests that met their class SLO.
+    pub slo_met: u64,
+    /// Completions inside the measurement window that met their class SLO.
+    pub window_goodput: u64,
+    /// Prompt tokens of measured requests at their first admission.
+    pub prompt_tokens: u64,
+    /// Of those, tokens served from the prefix cache.
+    pub cached_prompt_tokens: u64,
+    /// Recompute preemptions (all requests).
+    pub preemptions: u64,
+    /// Requests refused by a replica because they can never fit (all requests).
+    pub rejected_never_fit: u64,
+    /// Model cold starts (loads after the initial one).
+    pub cold_starts: u64,
+    /// Time integral over the measurement window of the KV blocks in use / capacity, summed
+    /// over replicas (seconds).
+    pub kv_util_integral_s: f64,
+    /// Replica-seconds in the measurement window (denominator of the KV utilisation mean).
+    pub replica_window_s: f64,
+    /// GPU-hours over the measurement window.
+    pub gpu_hours: f64,
+    /// Engine iterations run (all).
+    pub iterations: u64,
+}
+
+impl LlmStats {
+    /// Mean KV-cache utilisation over replicas and the measurement window.
+    pub fn kv_util_mean(&self) -> Option<f64> {
+        (self.replica_window_s > 0.0).then(|| self.kv_util_integral_s / self.replica_window_s)
+    }
+
+    /// Cached prompt tokens / prompt tokens of measured requests.
+    pub fn prefix_hit_rate(&self) -> Option<f64> {
+        (self.prompt_tokens > 0)
+            .then(|| self.cached_prompt_tokens as f64 / self.prompt_tokens as f64)
+    }
 }
 
 impl Recorder {
