@@ -105,6 +105,9 @@ struct Seq {
     live: bool,
     tokens: u32,
     blocks: Vec<u32>,
+    /// The last block is partial and carries a hash (so the next append must make it
+    /// private); lets appends skip reading the block table otherwise.
+    tail_hashed: bool,
 }
 
 /// A pool of KV blocks with prefix caching and LRU eviction. See the module docs.
@@ -283,10 +286,13 @@ impl KvCache {
                 }
             }
         }
+        let tail_hashed = tokens % self.cfg.block_size != 0
+            && blocks.last().is_some_and(|&b| self.hash[b as usize].is_some());
         let s = &mut self.seqs[slot as usize];
         s.blocks = blocks;
         s.tokens = tokens;
         s.live = true;
+        s.tail_hashed = tail_hashed;
         Ok(Allocation {
             seq: SeqId(slot),
             cached_blocks: leading,
@@ -312,9 +318,9 @@ impl KvCache {
     /// # Panics
     /// If `seq` is not a live handle.
     pub fn grow_hashed(&mut self, seq: SeqId, tokens: u32, hashes: &[u64]) -> Result<(), NoSpace> {
-        let (old_tokens, have) = {
+        let (old_tokens, have, tail_hashed) = {
             let s = self.live(seq);
-            (s.tokens, s.blocks.len() as u32)
+            (s.tokens, s.blocks.len() as u32, s.tail_hashed)
         };
         if tokens <= old_tokens {
             return Ok(());
@@ -322,7 +328,11 @@ impl KvCache {
         let bs = self.cfg.block_size;
         let extra = self.blocks_for(tokens).saturating_sub(have);
         // The last block is partial and about to be written into.
-        let last = if old_tokens % bs != 0 { self.live(seq).blocks.last().copied() } else { None };
+        let last = if tail_hashed && old_tokens % bs != 0 {
+            self.live(seq).blocks.last().copied()
+        } else {
+            None
+        };
         let last_hashed = last.filter(|&b| self.hash[b as usize].is_some());
         let cow = last_hashed.is_some_and(|b| self.ref_count[b as usize] > 1);
         let needed = extra + u32::from(cow);
@@ -351,7 +361,13 @@ impl KvCache {
                 }
             }
         }
-        self.seqs[seq.0 as usize].tokens = tokens;
+        let tail_hashed = tokens % bs != 0
+            && self.seqs[seq.0 as usize].blocks.last().is_some_and(|&b| {
+                extra > 0 && self.hash[b as usize].is_some()
+            });
+        let s = &mut self.seqs[seq.0 as usize];
+        s.tokens = tokens;
+        s.tail_hashed = tail_hashed;
         Ok(())
     }
 

@@ -222,7 +222,11 @@ pub struct LlmReplica {
     iter: u64,
     busy: bool,
     finish: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    blocks: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Decoding sequences by the residue of the iteration in which they cross a block
+    /// boundary: `wheel[j % block_size]` holds those needing a new block at iteration `j`.
+    wheel: Vec<Vec<(u32, u32)>>,
+    /// Sequences whose first decode (one token into a possibly hashed partial block) is next.
+    first_decode: Vec<(u32, u32)>,
     prefilling: Vec<u32>,
     chunks: Vec<(u32, u32, u32)>,
     hash_buf: Vec<u64>,
@@ -277,7 +281,8 @@ impl LlmReplica {
             iter: 0,
             busy: false,
             finish: BinaryHeap::new(),
-            blocks: BinaryHeap::new(),
+            wheel: (0..pool.engine.block_size).map(|_| Vec::new()).collect(),
+            first_decode: Vec::new(),
             prefilling: Vec::new(),
             chunks: Vec::new(),
             hash_buf: Vec::new(),
@@ -524,7 +529,7 @@ impl LlmReplica {
             self.n_decode += 1;
             self.decode_base += i64::from(s.ctx0) - s.d0 as i64;
             self.finish.push(Reverse((fin, slot, gen)));
-            self.blocks.push(Reverse((s.d0, slot, gen)));
+            self.first_decode.push((slot, gen));
         }
         self.chunks = chunks;
         self.chunks.clear();
@@ -554,12 +559,27 @@ impl LlmReplica {
         let bs = self.cfg.block_size;
         let mut budget = self.cfg.max_num_batched_tokens;
         let mut preempted = false;
-        // 1a. Decodes crossing a block boundary (or writing their first token) need a block.
-        while let Some(&Reverse((at, slot, gen))) = self.blocks.peek() {
-            if at > k {
-                break;
+        // 1a. Decodes crossing a block boundary need a block; so does every first decode.
+        let wi = (k % u64::from(bs)) as usize;
+        let mut bucket = std::mem::take(&mut self.wheel[wi]);
+        let mut i = 0;
+        while i < bucket.len() {
+            let (slot, gen) = bucket[i];
+            let s = &self.seqs[slot as usize];
+            if s.gen != gen || s.state != State::Decode {
+                bucket.swap_remove(i);
+                continue;
             }
-            self.blocks.pop();
+            let pos = s.ctx0 + (k - s.d0) as u32;
+            if self.grow_or_preempt(slot, pos + 1, &mut preempted) {
+                i += 1;
+            } else {
+                bucket.swap_remove(i);
+            }
+        }
+        self.wheel[wi] = bucket;
+        let first = std::mem::take(&mut self.first_decode);
+        for &(slot, gen) in &first {
             let s = &self.seqs[slot as usize];
             if s.gen != gen || s.state != State::Decode {
                 continue;
@@ -568,10 +588,14 @@ impl LlmReplica {
             if !self.grow_or_preempt(slot, pos + 1, &mut preempted) {
                 continue;
             }
-            let next_boundary = (pos + 1).div_ceil(bs) * bs;
-            let gen = self.seqs[slot as usize].gen;
-            self.blocks.push(Reverse((k + u64::from(next_boundary - pos), slot, gen)));
+            // Later crossings: iterations j with (ctx0 + j − d0) % bs == 0.
+            let s = &self.seqs[slot as usize];
+            let b = u64::from(bs);
+            let j = (s.d0 % b + b - u64::from(s.ctx0) % b) % b;
+            self.wheel[j as usize].push((slot, s.gen));
         }
+        self.first_decode = first;
+        self.first_decode.clear();
         budget = budget.saturating_sub(self.n_decode);
         // 1b. Unfinished prefills continue, oldest first.
         let list = std::mem::take(&mut self.prefilling);
