@@ -40,6 +40,11 @@ pub enum Event {
         /// The request.
         req: ReqRef,
     },
+    /// The next turn of a closed-loop session is sent.
+    SessionTurn {
+        /// Session slot.
+        session: u32,
+    },
     /// An `llm` replica finished an engine iteration.
     Iteration {
         /// Replica id.
@@ -86,7 +91,7 @@ impl Event {
         match self {
             Event::ServiceDone { .. } | Event::Iteration { .. } => Rank::Completion,
             Event::ModelLoaded { .. } => Rank::Capacity,
-            Event::Arrival { .. } => Rank::Arrival,
+            Event::Arrival { .. } | Event::SessionTurn { .. } => Rank::Arrival,
             Event::TimeoutTick { .. } => Rank::Timeout,
             Event::Sample => Rank::Control,
             Event::DrainDeadline => Rank::EndOfRun,

@@ -152,3 +152,99 @@ fn perf_probe() {
         r.llm.preemptions
     );
 }
+
+/// Capacity of one replica with constant prompt `p` and output `o` tokens and a full batch of
+/// `s` sequences: in steady state `s/o` of the batch are in their prefill iteration and the
+/// rest decode, so the iteration shape — and time `t` — is fixed and capacity is `s/(o·t)`.
+///
+/// With random output lengths (mean `o`, second moment `o2`) a slot-iteration's context is
+/// `p + o2 / (2o)` on average (length-biased sampling).
+fn predicted_capacity_per_s(lat: &LatencyModel, s: u64, p: u64, o: u64, o2: u64) -> f64 {
+    // Requests finish (and are replaced) independently, so the prefills in one iteration are
+    // close to Poisson with mean s/o; the iteration time is averaged over that count.
+    let mean = s as f64 / o as f64;
+    let ctx = p + o2 / (2 * o);
+    let (mut t, mut w, mut pk) = (0.0, 0.0, (-mean).exp());
+    for n in 0..=(s.min(60)) {
+        let shape = IterationShape {
+            prefill_tokens: n * p,
+            prefill_seqs: n,
+            prefill_attention_pairs: n * p * (p + 1) / 2,
+            prefill_cached_tokens: 0,
+            decode_tokens: s - n,
+            decode_context_tokens: (s - n) * ctx,
+        };
+        t += pk * lat.iteration_s(&shape);
+        w += pk;
+        pk *= mean / (n + 1) as f64;
+    }
+    mean / (t / w)
+}
+
+#[test]
+fn throughput_saturates_at_the_capacity_the_latency_model_predicts() {
+    let engine = EngineConfig { enable_prefix_caching: false, ..EngineConfig::default() };
+    // Output lengths 32, 96, 160, 224 equally likely: mean 128, second moment 21504. Random
+    // lengths keep admissions spread out (constant lengths form cohorts that enter and leave
+    // together, which the steady-state formula does not describe).
+    let output = "{ dist: empirical, values: [32, 96, 160, 224] }";
+    let probe = llm_scenario(1, 1.0, "{ dist: constant, value: 512 }", output, 10, None, engine);
+    let PoolKind::Llm(p) = &probe.pools[0].kind else { unreachable!() };
+    let cap = predicted_capacity_per_s(&p.models[0].latency, 256, 512, 128, 21504);
+    let mut results = Vec::new();
+    for load in [0.5, 0.9, 1.3] {
+        let mut sc = llm_scenario(
+            1,
+            load * cap,
+            "{ dist: constant, value: 512 }",
+            output,
+            30_000,
+            None,
+            engine,
+        );
+        sc.warmup.requests = 3_000;
+        let out = run_llm(&sc);
+        let thr = out.recorder.window_completions as f64 / out.window.as_secs_f64();
+        let ttft_p95 = out.recorder.ttft.quantile_ms(0.95).expect("ttft");
+        results.push((load, thr, ttft_p95));
+    }
+    let (_, thr_low, ttft_low) = results[0];
+    let (_, thr_mid, _) = results[1];
+    let (_, thr_over, ttft_over) = results[2];
+    // Below capacity the replica keeps up with the offered load.
+    assert!((thr_low / (0.5 * cap) - 1.0).abs() < 0.03, "{results:?} cap {cap}");
+    assert!((thr_mid / (0.9 * cap) - 1.0).abs() < 0.03, "{results:?} cap {cap}");
+    // Overloaded, it serves at the predicted capacity, not at the offered rate.
+    assert!((thr_over / cap - 1.0).abs() < 0.05, "{results:?} cap {cap}");
+    // TTFT explodes past capacity (queue grows without bound).
+    assert!(ttft_over > 50.0 * ttft_low, "{results:?}");
+}
+
+#[test]
+fn sessions_reuse_their_own_history_and_every_turn_ends_once() {
+    use crate::workload::dist::{Dist, Law};
+    use crate::workload::SessionSpec;
+    let mut sc = llm_scenario(
+        2,
+        2.0,
+        "{ dist: constant, value: 300 }",
+        "{ dist: constant, value: 100 }",
+        2_000,
+        None,
+        EngineConfig::default(),
+    );
+    sc.classes[0].session = Some(SessionSpec {
+        turns: Dist::new(Law::Constant(4.0), None, None),
+        think_time_s: Dist::new(Law::Constant(1.0), None, None),
+        max_context_tokens: 100_000,
+    });
+    let out = run_llm(&sc);
+    let rec = &out.recorder;
+    assert_eq!(rec.all.arrivals, 2_000);
+    assert_eq!(rec.all.arrivals, rec.all.ended());
+    // Turn k's prompt is 400(k-1) + 300 tokens, of which the previous turn's prompt blocks
+    // (about 400(k-2) + 300 tokens) can hit when the session stays on one replica: the
+    // least-requests router spreads turns, so only part of the history hits.
+    let hit = rec.llm.prefix_hit_rate().expect("prompts");
+    assert!(hit > 0.05 && hit < 0.6, "hit rate {hit}");
+}

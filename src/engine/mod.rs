@@ -25,7 +25,7 @@ use crate::policy::routing::{BuildCtx, Completion, RequestView};
 use crate::rng;
 use crate::scenario::{PolicySpec, Scenario};
 use crate::time::{SimDuration, SimTime};
-use crate::workload::ClassGen;
+use crate::workload::{ClassGen, Draws, Session};
 use event::{Event, ReqRef};
 use queue::EventQueue;
 use request::{Phase, Req, Slab};
@@ -97,6 +97,54 @@ pub struct Sim<'a> {
     completed_at_last_sample: u64,
     effects: Vec<Effect>,
     trace_hashes: Vec<u64>,
+    sessions: Sessions,
+}
+
+/// `Req::session` of a request outside any session.
+const NO_SESSION: u32 = u32::MAX;
+
+/// Live closed-loop sessions, with the draws of each one's next turn while the user thinks.
+#[derive(Default)]
+struct Sessions {
+    slots: Vec<Option<(Session, u16, Draws)>>,
+    free: Vec<u32>,
+}
+
+impl Sessions {
+    fn insert(&mut self, s: Session) -> u32 {
+        let entry = Some((s, 0, Draws::default()));
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = entry;
+                i
+            }
+            None => {
+                self.slots.push(entry);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get_mut(&mut self, i: u32) -> &mut Session {
+        &mut self.slots[i as usize].as_mut().expect("live session").0
+    }
+
+    fn set_pending(&mut self, i: u32, class: u16, d: Draws) {
+        let e = self.slots[i as usize].as_mut().expect("live session");
+        e.1 = class;
+        e.2 = d;
+    }
+
+    fn pending(&self, i: u32) -> (u16, Draws) {
+        let e = self.slots[i as usize].as_ref().expect("live session");
+        (e.1, e.2)
+    }
+
+    fn remove(&mut self, i: u32) {
+        if self.slots[i as usize].take().is_some() {
+            self.free.push(i);
+        }
+    }
 }
 
 /// Runs `policy` on replication `replication` of `sc`.
@@ -149,6 +197,7 @@ impl<'a> Sim<'a> {
             completed_at_last_sample: 0,
             effects: Vec::new(),
             trace_hashes: Vec::new(),
+            sessions: Sessions::default(),
         })
     }
 
@@ -171,6 +220,7 @@ impl<'a> Sim<'a> {
             }
             match ev {
                 Event::Arrival { class } => self.on_arrival(class)?,
+                Event::SessionTurn { session } => self.on_session_turn(session)?,
                 Event::ServiceDone { req } => self.on_service_done(req),
                 Event::Iteration { replica } => self.on_iteration(replica),
                 Event::ModelLoaded { replica } => self.on_model_loaded(replica),
@@ -241,22 +291,52 @@ impl<'a> Sim<'a> {
         if !self.classes[class as usize].open {
             return Ok(());
         }
-        let index = self.arrivals;
-        self.arrivals += 1;
-        let measured =
-            index >= self.sc.warmup.requests && self.now >= SimTime::ZERO + self.sc.warmup.duration;
-        if measured && self.window_start.is_none() {
-            self.window_start = Some(self.now);
+        let mut hashes = std::mem::take(&mut self.trace_hashes);
+        let gen = &mut self.classes[class as usize].gen;
+        let d = gen.draw(&mut hashes);
+        self.trace_hashes = hashes;
+        let session = match gen.open_session(&d) {
+            Some(s) => self.sessions.insert(s),
+            None => NO_SESSION,
+        };
+        self.count_arrival(class, true)?;
+        self.new_request(class, d, session)
+    }
+
+    /// A session's next turn is due.
+    fn on_session_turn(&mut self, session: u32) -> Result<(), RunFailure> {
+        let (class, d) = self.sessions.pending(session);
+        if !self.classes[class as usize].open {
+            self.sessions.remove(session);
+            return Ok(());
         }
+        self.trace_hashes.clear();
+        self.count_arrival(class, false)?;
+        self.new_request(class, d, session)
+    }
+
+    /// Counts an arrival against the horizon; open-loop arrivals schedule their successor.
+    fn count_arrival(&mut self, class: u16, open_loop: bool) -> Result<(), RunFailure> {
+        self.arrivals += 1;
         if self.sc.horizon.max_requests == Some(self.arrivals) {
             self.close_arrivals();
-        } else {
+        } else if open_loop {
             self.schedule_next_arrival(class);
         }
         if self.slab.live() >= self.sc.limits.max_in_flight {
             return Err(RunFailure::InFlightLimit(self.sc.limits.max_in_flight));
         }
-        let d = self.classes[class as usize].gen.draw(&mut Vec::new());
+        Ok(())
+    }
+
+    /// Routes and admits one request (the `arrivals`-th) drawn as `d`.
+    fn new_request(&mut self, class: u16, d: Draws, session: u32) -> Result<(), RunFailure> {
+        let index = self.arrivals - 1;
+        let measured =
+            index >= self.sc.warmup.requests && self.now >= SimTime::ZERO + self.sc.warmup.duration;
+        if measured && self.window_start.is_none() {
+            self.window_start = Some(self.now);
+        }
         self.rec.all.arrivals += 1;
         if measured {
             self.rec.measured.arrivals += 1;
@@ -264,6 +344,7 @@ impl<'a> Sim<'a> {
         let view = RequestView { class, prompt_tokens: d.prompt_tokens };
         let Some(r) = self.gateway.route(&view, &self.cluster, self.now) else {
             self.end_unadmitted(measured);
+            self.session_over(session);
             return Ok(());
         };
         let llm = self.cluster.is_llm();
@@ -277,6 +358,7 @@ impl<'a> Sim<'a> {
                 success: false,
             });
             self.end_unadmitted(measured);
+            self.session_over(session);
             return Ok(());
         }
         let h = self.slab.insert(Req {
@@ -293,6 +375,7 @@ impl<'a> Sim<'a> {
             first_token: SimTime::ZERO,
             has_first_token: false,
             local: 0,
+            session,
         });
         if llm {
             let inc = Incoming {
@@ -515,6 +598,9 @@ impl<'a> Sim<'a> {
 
     fn end_request(&mut self, h: ReqRef, outcome: Outcome) {
         let req = self.slab.remove(h);
+        if req.session != NO_SESSION {
+            self.continue_session(req.session, req.class, req.output_tokens, outcome);
+        }
         let total = self.now - req.arrival;
         let success = outcome == Outcome::Completed;
         let first_token = if req.has_first_token {
@@ -527,9 +613,32 @@ impl<'a> Sim<'a> {
         self.rec.all.add(outcome);
         if req.measured {
             self.rec.measured.add(outcome);
-            if outcome != Outcome::Completed {
+            if outcome != Outcome::Completed && !req.has_first_token {
                 self.rec.no_first_token += 1;
             }
+        }
+    }
+
+    /// A session turn ended: the user thinks and sends the next turn, unless the turn failed,
+    /// the session is over, or arrivals have stopped.
+    fn continue_session(&mut self, session: u32, class: u16, answer_tokens: u32, outcome: Outcome) {
+        let cs = &self.classes[class as usize];
+        if outcome != Outcome::Completed || !cs.open {
+            self.sessions.remove(session);
+            return;
+        }
+        match cs.gen.next_turn(self.sessions.get_mut(session), answer_tokens) {
+            Some((think, d)) => {
+                self.sessions.set_pending(session, class, d);
+                self.queue.push(self.now + think, Event::SessionTurn { session });
+            }
+            None => self.sessions.remove(session),
+        }
+    }
+
+    fn session_over(&mut self, session: u32) {
+        if session != NO_SESSION {
+            self.sessions.remove(session);
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Req {
     pub has_first_token: bool,
     /// Its slot inside the `llm` replica's engine.
     pub local: u32,
+    /// Its closed-loop session (`u32::MAX`: none).
+    pub session: u32,
 }
 
 impl Req {
@@ -64,6 +66,7 @@ impl Req {
         first_token: SimTime::ZERO,
         has_first_token: false,
         local: 0,
+        session: u32::MAX,
     };
 }
 

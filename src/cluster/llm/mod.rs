@@ -886,16 +886,5 @@ fn prompt_hashes(s: &Seq, block_size: u32, out: &mut Vec<u64>) {
         ));
         return;
     }
-    tmp_block_hashes(&s.prefix, s.prompt, block_size, out);
-}
-
-// TEMPORARY until workload::prefix lands.
-fn tmp_block_hashes(p: &PrefixRef, prompt: u32, bs: u32, out: &mut Vec<u64>) {
-    out.clear();
-    let g = p.group_tokens.min(prompt) / bs;
-    let mut h = p.group_key;
-    for i in 0..g {
-        h = crate::rng::mix64(h ^ u64::from(i));
-        out.push(h);
-    }
+    crate::workload::prefix::block_hashes(&s.prefix, s.prompt, block_size, out);
 }
