@@ -362,9 +362,10 @@ impl KvCache {
             }
         }
         let tail_hashed = tokens % bs != 0
-            && self.seqs[seq.0 as usize].blocks.last().is_some_and(|&b| {
-                extra > 0 && self.hash[b as usize].is_some()
-            });
+            && self.seqs[seq.0 as usize]
+                .blocks
+                .last()
+                .is_some_and(|&b| extra > 0 && self.hash[b as usize].is_some());
         let s = &mut self.seqs[seq.0 as usize];
         s.tokens = tokens;
         s.tail_hashed = tail_hashed;

@@ -126,11 +126,9 @@ impl Cluster {
             for k in classes {
                 c.class_model.push(match (&p.kind, &k.model) {
                     (PoolKind::Queue { .. }, _) => 0,
-                    (PoolKind::Llm(spec), Some(m)) => spec
-                        .models
-                        .iter()
-                        .position(|x| &x.name == m)
-                        .map_or(u16::MAX, |i| i as u16),
+                    (PoolKind::Llm(spec), Some(m)) => {
+                        spec.models.iter().position(|x| &x.name == m).map_or(u16::MAX, |i| i as u16)
+                    }
                     (PoolKind::Llm(_), None) => 0,
                 });
                 let law = service_s.or(k.service_s.as_ref());

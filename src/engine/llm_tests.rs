@@ -21,7 +21,8 @@ pub(crate) fn llm_scenario(
     let yaml = format!(
         "name: t\nseed: 7\nhorizon: {{ max_requests: {requests} }}\nworkload:\n  - class: c\n    arrival: {{ process: poisson, rate_per_s: {rate} }}\n    service_s: {{ dist: constant, value: 1 }}\n    prompt_tokens: {prompt}\n    output_tokens: {output}\ncluster: {{ pools: [ {{ name: p, kind: queue, replicas: {replicas} }} ] }}\npolicies: [least_requests]\n"
     );
-    let mut sc = crate::scenario::load_str(&yaml, "t.yaml", &LoadOptions::default()).expect("valid");
+    let mut sc =
+        crate::scenario::load_str(&yaml, "t.yaml", &LoadOptions::default()).expect("valid");
     let cat = Catalog::builtin();
     let gpu = cat.gpu("h100-sxm").expect("gpu");
     let model = cat.model("llama-3-8b").expect("model");
@@ -72,10 +73,9 @@ fn light_load_request_sees_prefill_then_decodes() {
     let ttft_ms = rec.ttft.mean_ms().expect("ttft");
     assert!((ttft_ms - prefill * 1e3).abs() < 1e-3, "ttft {ttft_ms} vs prefill {prefill}");
     // Decode k (k = 1..100) reads 1000 + k - 1 tokens of context.
-    let mean_decode: f64 = (1..=100)
-        .map(|k| lat.iteration_s(&IterationShape::decode(1, 1000 + k - 1)))
-        .sum::<f64>()
-        / 100.0;
+    let mean_decode: f64 =
+        (1..=100).map(|k| lat.iteration_s(&IterationShape::decode(1, 1000 + k - 1))).sum::<f64>()
+            / 100.0;
     let tpot_ms = rec.tpot.mean_ms().expect("tpot");
     assert!((tpot_ms - mean_decode * 1e3).abs() < 1e-3, "tpot {tpot_ms} vs {mean_decode}");
     assert_eq!(rec.llm.preemptions, 0);
@@ -247,4 +247,45 @@ fn sessions_reuse_their_own_history_and_every_turn_ends_once() {
     // least-requests router spreads turns, so only part of the history hits.
     let hit = rec.llm.prefix_hit_rate().expect("prompts");
     assert!(hit > 0.05 && hit < 0.6, "hit rate {hit}");
+}
+
+#[test]
+fn multi_model_replica_swaps_with_a_cold_start() {
+    let mut sc = llm_scenario(
+        1,
+        0.5,
+        "{ dist: constant, value: 200 }",
+        "{ dist: constant, value: 20 }",
+        200,
+        None,
+        EngineConfig::default(),
+    );
+    // Two classes, one per model; the single replica can hold one model at a time.
+    let mut second = sc.classes[0].clone();
+    second.name = "b".into();
+    let cat = Catalog::builtin();
+    let gpu = cat.gpu("h100-sxm").expect("gpu");
+    let small = cat.model("llama-3.2-1b").expect("model");
+    let lat = Roofline::new(gpu, small, 1, Dtype::Bf16, Dtype::Bf16, &RooflineParams::default())
+        .expect("roofline");
+    second.model = Some(small.name.clone());
+    sc.classes.push(second);
+    let PoolKind::Llm(pool) = &mut sc.pools[0].kind else { unreachable!() };
+    pool.models.push(ServedModel {
+        name: small.name.clone(),
+        latency: LatencyModel::Roofline(lat),
+        kv_capacity_blocks: 10_000,
+        max_model_len: small.max_context,
+        weight_bytes: small.weight_bytes(Dtype::Bf16),
+    });
+    let cold_start_s = pool.cold_start(1).as_secs_f64();
+    assert!(cold_start_s > 20.0);
+    let out = run_llm(&sc);
+    let rec = &out.recorder;
+    assert_eq!(rec.all.arrivals, rec.all.ended());
+    assert_eq!(rec.all.completed, 200);
+    assert!(rec.llm.cold_starts >= 2, "both models are needed again and again");
+    // Requests that wait for a load see TTFT of at least the cold start.
+    let p99 = rec.ttft.quantile_ms(0.99).expect("ttft");
+    assert!(p99 >= cold_start_s * 1e3 * 0.5, "p99 {p99} ms vs cold start {cold_start_s} s");
 }

@@ -483,8 +483,9 @@ impl<'a> Sim<'a> {
                 if !q.has_first_token || q.start < q.arrival || q.first_token < q.start {
                     self.viol.causality += 1;
                 }
-                let tpot = (generated >= 2)
-                    .then(|| SimDuration((now - q.first_token).as_nanos() / u64::from(generated - 1)));
+                let tpot = (generated >= 2).then(|| {
+                    SimDuration((now - q.first_token).as_nanos() / u64::from(generated - 1))
+                });
                 if tpot.is_some_and(|t| t < self.cluster.llm[r as usize].min_iteration()) {
                     self.viol.tpot_below_iteration += 1;
                 }
@@ -609,7 +610,13 @@ impl<'a> Sim<'a> {
             // Queue replicas deliver the response as one unit at completion.
             success.then_some(total)
         };
-        self.gateway.release(&Completion { replica: req.replica, now: self.now, first_token, total, success });
+        self.gateway.release(&Completion {
+            replica: req.replica,
+            now: self.now,
+            first_token,
+            total,
+            success,
+        });
         self.rec.all.add(outcome);
         if req.measured {
             self.rec.measured.add(outcome);

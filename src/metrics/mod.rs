@@ -11,6 +11,10 @@
 //!   (quantisation at most 0.1% of the value); means come from exact nanosecond sums.
 //! - `ttft_ms_p95_all` counts requests that never produced a first token (timed out, rejected,
 //!   unfinished) as +infinity, so dropping slow requests cannot look fast.
+//! - [`LlmStats`] holds the counters of `llm` replicas; the report turns them into
+//!   `output_tokens_per_s`, `goodput_rps`, `slo_attainment`, `prefix_hit_rate`,
+//!   `kv_util_mean`, `preemptions`, `rejected_never_fit`, `cold_starts` and `gpu_hours`
+//!   (empty when [`LlmStats::enabled`] is false; definitions in the README).
 
 pub mod invariants;
 

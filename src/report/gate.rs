@@ -2,8 +2,8 @@
 //!
 //! Rows are matched by `(scenario, cell, policy, autoscaler)`. For each gated metric the
 //! change is measured in the metric's *worse* direction — lower is better for latencies and
-//! rates, higher is better for throughputs (`*_rps`, `*_per_s`), `completed` and hit rates —
-//! relative to the baseline mean:
+//! rates, higher is better for throughputs (`*_rps`, `*_per_s`), `completed`, hit rates and
+//! `slo_attainment` — relative to the baseline mean:
 //!
 //! ```text
 //! worse = (current − baseline) / max(|baseline|, floor)     (lower is better)
@@ -12,8 +12,8 @@
 //!
 //! and the row is a **regression** when `worse > tolerance` (default 0.05 for every metric;
 //! `--metric M --tolerance T` pairs set both, in order). The absolute `floor` keeps a zero or
-//! near-zero baseline meaningful: it is 0.001 for rates (`*_rate`, i.e. 0.1 percentage point)
-//! and otherwise the smallest step `summary.csv` can show (`10^-precision`: 0.001 ms for
+//! near-zero baseline meaningful: it is 0.001 for fractions (`*_rate`, `slo_attainment`,
+//! `kv_util_mean`, i.e. 0.1 percentage point) and otherwise the smallest step `summary.csv` can show (`10^-precision`: 0.001 ms for
 //! latencies, 1 for counts). So with a baseline timeout rate of 0, a current rate of 0.0002
 //! is a change of 0.2 floors, beyond a 5% tolerance. Infinite values (censored percentiles,
 //! `inf`) compare as numbers: from finite to infinite in the worse direction is an infinite
@@ -65,17 +65,19 @@ pub struct Gated {
     pub floor: f64,
 }
 
-/// Whether a larger value of `metric` is better (throughputs, completions, hit rates).
+/// Whether a larger value of `metric` is better (throughputs, completions, hit rates, SLO
+/// attainment).
 pub fn higher_is_better(metric: &str) -> bool {
     metric.ends_with("_rps")
         || metric.ends_with("_per_s")
         || metric.ends_with("hit_rate")
         || metric == "completed"
+        || metric == "slo_attainment"
 }
 
 /// The absolute floor of `metric`'s relative-change denominator.
 pub fn floor(metric: &str) -> f64 {
-    if metric.ends_with("_rate") {
+    if metric.ends_with("_rate") || metric == "slo_attainment" || metric == "kv_util_mean" {
         return 1e-3;
     }
     let precision = metric_index(metric).map_or(3, |i| METRICS[i].precision);
@@ -391,5 +393,17 @@ mod tests {
         assert!(gated(&["nope".into()], &[]).expect_err("unknown").message.contains("valid:"));
         assert!(gated(&["ttft_ms_p95".into()], &[-1.0]).is_err());
         assert!(higher_is_better("completed") && !higher_is_better("timeout_rate"));
+        for m in ["output_tokens_per_s", "goodput_rps", "slo_attainment", "prefix_hit_rate"] {
+            assert!(higher_is_better(m), "{m}");
+        }
+        for m in ["gpu_hours", "preemptions", "tpot_ms_p99", "rejected_never_fit"] {
+            assert!(!higher_is_better(m), "{m}");
+        }
+        assert_eq!(floor("slo_attainment"), 1e-3);
+        assert_eq!(floor("prefix_hit_rate"), 1e-3);
+        assert_eq!(floor("kv_util_mean"), 1e-3);
+        assert_eq!(floor("preemptions"), 1.0);
+        assert!((floor("gpu_hours") - 1e-6).abs() < 1e-18);
+        assert!((floor("output_tokens_per_s") - 1e-3).abs() < 1e-15);
     }
 }

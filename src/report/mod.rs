@@ -44,6 +44,21 @@ const fn m(name: &'static str, precision: usize) -> MetricDef {
     MetricDef { name, precision }
 }
 
+/// The metrics only `llm` replicas define: empty for queue clusters (see [`LlmStats`]).
+///
+/// [`LlmStats`]: crate::metrics::LlmStats
+pub const LLM_METRICS: &[&str] = &[
+    "output_tokens_per_s",
+    "goodput_rps",
+    "slo_attainment",
+    "prefix_hit_rate",
+    "kv_util_mean",
+    "preemptions",
+    "rejected_never_fit",
+    "cold_starts",
+    "gpu_hours",
+];
+
 /// Every per-run metric, in column order.
 pub static METRICS: &[MetricDef] = &[
     m("arrivals", 0),
@@ -66,10 +81,21 @@ pub static METRICS: &[MetricDef] = &[
     m("queue_wait_ms_p95", 3),
     m("queue_wait_ms_p99", 3),
     m("tpot_ms_mean", 3),
+    m("tpot_ms_p50", 3),
     m("tpot_ms_p95", 3),
+    m("tpot_ms_p99", 3),
     m("throughput_rps", 3),
+    m("output_tokens_per_s", 3),
+    m("goodput_rps", 3),
+    m("slo_attainment", 6),
     m("timeout_rate", 6),
     m("rejection_rate", 6),
+    m("prefix_hit_rate", 6),
+    m("kv_util_mean", 6),
+    m("preemptions", 0),
+    m("rejected_never_fit", 0),
+    m("cold_starts", 0),
+    m("gpu_hours", 6),
     m("window_s", 3),
     m("events", 0),
     m("stale_events", 0),
@@ -104,7 +130,8 @@ pub struct RunRow {
     pub key: RunKey,
     /// The run seed.
     pub seed: u64,
-    /// Values in [`METRICS`] order; `None` when undefined (no samples).
+    /// Values in [`METRICS`] order; `None` when undefined (no samples, or an
+    /// [`LLM_METRICS`] column of a cluster without `llm` replicas).
     pub values: Vec<Option<f64>>,
 }
 
@@ -115,6 +142,8 @@ impl RunRow {
         let c = r.measured;
         let window_s = out.window.as_secs_f64();
         let rate = |x: u64| (c.arrivals > 0).then(|| x as f64 / c.arrivals as f64);
+        let per_s = |x: u64| (window_s > 0.0).then(|| x as f64 / window_s);
+        let llm = r.llm.enabled.then_some(&r.llm);
         let values = METRICS
             .iter()
             .map(|d| match d.name {
@@ -138,12 +167,21 @@ impl RunRow {
                 "queue_wait_ms_p95" => r.queue_wait.quantile_ms(0.95),
                 "queue_wait_ms_p99" => r.queue_wait.quantile_ms(0.99),
                 "tpot_ms_mean" => r.tpot.mean_ms(),
+                "tpot_ms_p50" => r.tpot.quantile_ms(0.50),
                 "tpot_ms_p95" => r.tpot.quantile_ms(0.95),
-                "throughput_rps" => {
-                    (window_s > 0.0).then(|| r.window_completions as f64 / window_s)
-                }
+                "tpot_ms_p99" => r.tpot.quantile_ms(0.99),
+                "throughput_rps" => per_s(r.window_completions),
+                "output_tokens_per_s" => llm.and_then(|l| per_s(l.window_output_tokens)),
+                "goodput_rps" => llm.and_then(|l| per_s(l.window_goodput)),
+                "slo_attainment" => llm.and_then(|l| rate(l.slo_met)),
                 "timeout_rate" => rate(c.timed_out),
                 "rejection_rate" => rate(c.rejected),
+                "prefix_hit_rate" => llm.and_then(|l| l.prefix_hit_rate()),
+                "kv_util_mean" => llm.and_then(|l| l.kv_util_mean()),
+                "preemptions" => llm.map(|l| l.preemptions as f64),
+                "rejected_never_fit" => llm.map(|l| l.rejected_never_fit as f64),
+                "cold_starts" => llm.map(|l| l.cold_starts as f64),
+                "gpu_hours" => llm.map(|l| l.gpu_hours),
                 "window_s" => Some(window_s),
                 "events" => Some(out.events as f64),
                 "stale_events" => Some(out.stale_events as f64),
@@ -223,5 +261,235 @@ pub fn fmt_value(v: Option<f64>, precision: usize) -> String {
         Some(x) if x == f64::INFINITY => "inf".to_string(),
         Some(x) if x == f64::NEG_INFINITY => "-inf".to_string(),
         Some(x) => format!("{x:.precision$}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Counts, LlmStats};
+    use crate::time::{SimDuration, SimTime};
+
+    fn key() -> RunKey {
+        RunKey {
+            scenario: "s".into(),
+            cell: 0,
+            params: String::new(),
+            policy: "p".into(),
+            autoscaler: "none".into(),
+            replication: 0,
+        }
+    }
+
+    /// The only place that builds a `RunOutput` by hand.
+    fn output(recorder: Recorder, window_s: u64) -> RunOutput {
+        RunOutput {
+            run_seed: 7,
+            recorder,
+            window: SimDuration::from_secs(window_s),
+            events: 1234,
+            stale_events: 5,
+            end_time: SimTime(window_s * crate::time::NANOS_PER_S),
+            timeseries: Vec::new(),
+        }
+    }
+
+    /// 200 measured arrivals over a 40 s window; TPOT samples 1..=100 ms.
+    fn recorder(llm: LlmStats) -> Recorder {
+        let mut r = Recorder {
+            measured: Counts {
+                arrivals: 200,
+                completed: 180,
+                timed_out: 10,
+                rejected: 6,
+                unfinished: 4,
+            },
+            window_completions: 170,
+            llm,
+            ..Recorder::default()
+        };
+        r.all = r.measured;
+        for ms in 1..=100u64 {
+            r.tpot.record(SimDuration(ms * 1_000_000));
+            r.e2e.record(SimDuration(ms * 10_000_000));
+        }
+        r.finalize();
+        r
+    }
+
+    fn llm_stats(enabled: bool) -> LlmStats {
+        LlmStats {
+            enabled,
+            window_output_tokens: 12_345,
+            slo_met: 150,
+            window_goodput: 130,
+            prompt_tokens: 30_000,
+            cached_prompt_tokens: 7_000,
+            preemptions: 17,
+            rejected_never_fit: 2,
+            cold_starts: 1,
+            kv_util_integral_s: 50.0,
+            replica_window_s: 160.0,
+            gpu_hours: 1.0 / 3.0,
+            iterations: 99_999,
+        }
+    }
+
+    #[test]
+    fn llm_metrics_come_from_the_recorder() {
+        let row = RunRow::from_output(key(), &output(recorder(llm_stats(true)), 40));
+        let get = |m: &str| row.get(m).unwrap_or_else(|| panic!("{m} undefined"));
+        assert_eq!(get("output_tokens_per_s"), 308.625); // 12345 / 40
+        assert_eq!(get("goodput_rps"), 3.25); // 130 / 40
+        assert_eq!(get("throughput_rps"), 4.25); // 170 / 40
+        assert_eq!(get("slo_attainment"), 0.75); // 150 / 200 measured arrivals
+        assert_eq!(get("prefix_hit_rate"), 0.233333); // 7000 / 30000, 6 places
+        assert_eq!(get("kv_util_mean"), 0.3125); // 50 / 160
+        assert_eq!(get("preemptions"), 17.0);
+        assert_eq!(get("rejected_never_fit"), 2.0);
+        assert_eq!(get("cold_starts"), 1.0);
+        assert_eq!(get("gpu_hours"), 0.333333);
+        // TPOT percentiles: the highest value equivalent to the HdrHistogram bucket (within
+        // 0.1% of the sample).
+        assert!((get("tpot_ms_p50") - 50.0).abs() <= 0.05, "{}", get("tpot_ms_p50"));
+        assert!((get("tpot_ms_p95") - 95.0).abs() <= 0.1, "{}", get("tpot_ms_p95"));
+        assert!((get("tpot_ms_p99") - 99.0).abs() <= 0.1, "{}", get("tpot_ms_p99"));
+        assert_eq!(get("tpot_ms_mean"), 50.5);
+        assert_eq!(row.seed, 7);
+        assert_eq!(get("events"), 1234.0);
+    }
+
+    #[test]
+    fn llm_metrics_are_empty_without_llm_replicas() {
+        let on = RunRow::from_output(key(), &output(recorder(llm_stats(true)), 40));
+        let off = RunRow::from_output(key(), &output(recorder(llm_stats(false)), 40));
+        let default = RunRow::from_output(key(), &output(recorder(LlmStats::default()), 40));
+        for (i, d) in METRICS.iter().enumerate() {
+            if LLM_METRICS.contains(&d.name) {
+                assert_eq!(off.values[i], None, "{}", d.name);
+                assert_eq!(default.values[i], None, "{}", d.name);
+            } else {
+                // Every other metric is independent of the LLM counters.
+                assert_eq!(off.values[i], on.values[i], "{}", d.name);
+                assert_eq!(default.values[i], on.values[i], "{}", d.name);
+            }
+        }
+        // Enabled but nothing to divide by: rates are undefined, counts are still defined.
+        let mut empty = recorder(LlmStats { enabled: true, ..LlmStats::default() });
+        empty.measured = Counts::default();
+        let row = RunRow::from_output(key(), &output(empty, 0));
+        for m in [
+            "output_tokens_per_s",
+            "goodput_rps",
+            "slo_attainment",
+            "prefix_hit_rate",
+            "kv_util_mean",
+        ] {
+            assert_eq!(row.get(m), None, "{m}");
+        }
+        for m in ["preemptions", "rejected_never_fit", "cold_starts", "gpu_hours"] {
+            assert_eq!(row.get(m), Some(0.0), "{m}");
+        }
+    }
+
+    #[test]
+    fn column_order_and_precision_are_fixed() {
+        let expected: &[(&str, usize)] = &[
+            ("arrivals", 0),
+            ("completed", 0),
+            ("timed_out", 0),
+            ("rejected", 0),
+            ("unfinished", 0),
+            ("ttft_ms_mean", 3),
+            ("ttft_ms_p50", 3),
+            ("ttft_ms_p90", 3),
+            ("ttft_ms_p95", 3),
+            ("ttft_ms_p99", 3),
+            ("ttft_ms_p95_all", 3),
+            ("e2e_ms_mean", 3),
+            ("e2e_ms_p50", 3),
+            ("e2e_ms_p95", 3),
+            ("e2e_ms_p99", 3),
+            ("queue_wait_ms_mean", 3),
+            ("queue_wait_ms_p50", 3),
+            ("queue_wait_ms_p95", 3),
+            ("queue_wait_ms_p99", 3),
+            ("tpot_ms_mean", 3),
+            ("tpot_ms_p50", 3),
+            ("tpot_ms_p95", 3),
+            ("tpot_ms_p99", 3),
+            ("throughput_rps", 3),
+            ("output_tokens_per_s", 3),
+            ("goodput_rps", 3),
+            ("slo_attainment", 6),
+            ("timeout_rate", 6),
+            ("rejection_rate", 6),
+            ("prefix_hit_rate", 6),
+            ("kv_util_mean", 6),
+            ("preemptions", 0),
+            ("rejected_never_fit", 0),
+            ("cold_starts", 0),
+            ("gpu_hours", 6),
+            ("window_s", 3),
+            ("events", 0),
+            ("stale_events", 0),
+        ];
+        let got: Vec<(&str, usize)> = METRICS.iter().map(|d| (d.name, d.precision)).collect();
+        assert_eq!(got, expected);
+        for m in LLM_METRICS {
+            assert!(metric_index(m).is_some(), "{m}");
+        }
+
+        // runs.csv: header in METRICS order, values at their precision, LLM cells empty for
+        // a queue cluster.
+        let on = RunRow::from_output(key(), &output(recorder(llm_stats(true)), 40));
+        let off = RunRow::from_output(key(), &output(recorder(llm_stats(false)), 40));
+        let text = String::from_utf8(csv_out::runs_csv(&[on, off])).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let cell = |line: usize, m: &str| {
+            let i = header.iter().position(|h| *h == m).expect("column");
+            lines[line].split(',').nth(i).expect("cell").to_string()
+        };
+        assert_eq!(&header[7..], METRICS.iter().map(|d| d.name).collect::<Vec<_>>());
+        for (m, want) in [
+            ("output_tokens_per_s", "308.625"),
+            ("goodput_rps", "3.250"),
+            ("slo_attainment", "0.750000"),
+            ("prefix_hit_rate", "0.233333"),
+            ("kv_util_mean", "0.312500"),
+            ("preemptions", "17"),
+            ("rejected_never_fit", "2"),
+            ("cold_starts", "1"),
+            ("gpu_hours", "0.333333"),
+            ("throughput_rps", "4.250"),
+            ("tpot_ms_mean", "50.500"),
+        ] {
+            assert_eq!(cell(1, m), want, "{m}");
+            let queue = if LLM_METRICS.contains(&m) { "" } else { want };
+            assert_eq!(cell(2, m), queue, "{m}");
+        }
+
+        // summary.csv: `<metric>, <metric>_ci95` pairs in the same order.
+        let rows = vec![
+            RunRow::from_output(key(), &output(recorder(llm_stats(true)), 40)),
+            RunRow {
+                key: RunKey { replication: 1, ..key() },
+                ..RunRow::from_output(key(), &output(recorder(llm_stats(true)), 20))
+            },
+        ];
+        let text = String::from_utf8(csv_out::summary_csv(&summarize(&rows))).expect("utf-8");
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+        let want: Vec<String> =
+            METRICS.iter().flat_map(|d| [d.name.to_string(), format!("{}_ci95", d.name)]).collect();
+        assert_eq!(&header[6..], want);
+        let values: Vec<&str> = lines.next().expect("row").split(',').collect();
+        let at = |m: &str| values[header.iter().position(|h| *h == m).expect("column")];
+        // goodput 3.25 and 6.5 req/s: mean 4.875.
+        assert_eq!(at("goodput_rps"), "4.875");
+        assert_eq!(at("slo_attainment"), "0.750000");
+        assert_eq!(at("slo_attainment_ci95"), "0.000000");
+        assert_eq!(at("gpu_hours"), "0.333333");
     }
 }

@@ -1,10 +1,12 @@
 //! Turns YAML and schema errors into one-line [`ConfigError`]s with the exact field path.
 //!
 //! serde cannot track paths inside internally tagged enums (`arrival:` by `process`,
-//! distributions by `dist`, pools by `kind`): it buffers the node and reports a failure inside
+//! distributions by `dist`, pools by `kind`, a pool's `latency:` by `model`): it buffers the node and reports a failure inside
 //! it at the parent (`workload[0]: unknown field ...`). So when the parser's path is the parent
 //! of such a node, the node is re-checked on its own and its variant struct re-parsed without
-//! the tag, which yields the inner path; the line:column is then looked up in the original text.
+//! the tag, which yields the inner path (recursively for tagged nodes inside a variant: a queue
+//! pool's `service_s`, an llm pool's `latency`); the line:column is then looked up in the
+//! original text.
 
 use super::raw::*;
 use crate::error::{ConfigError, Location};
@@ -25,6 +27,7 @@ enum Kind {
     Arrival,
     Dist,
     Pool,
+    Latency,
 }
 
 impl Kind {
@@ -33,6 +36,7 @@ impl Kind {
             Kind::Arrival => "process",
             Kind::Dist => "dist",
             Kind::Pool => "kind",
+            Kind::Latency => "model",
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Arrival => err::<RawArrival>(node),
             Kind::Dist => err::<RawDist>(node),
             Kind::Pool => err::<RawPool>(node),
+            Kind::Latency => err::<RawLatency>(node),
         }
     }
 
@@ -66,7 +71,19 @@ impl Kind {
             (Kind::Dist, "pareto") => err::<RawPareto>(text),
             (Kind::Dist, "empirical") => err::<RawEmpirical>(text),
             (Kind::Pool, "queue") => err::<RawQueuePool>(text),
+            (Kind::Pool, "llm") => err::<RawLlmPool>(text),
+            (Kind::Latency, "roofline") => err::<RawRoofline>(text),
+            (Kind::Latency, "linear") => err::<RawLinear>(text),
             _ => None,
+        }
+    }
+
+    /// Tagged nodes inside the variant `tag`, by key: serde stops its path at them too.
+    fn children(self, tag: &str) -> &'static [(&'static str, Kind)] {
+        match (self, tag) {
+            (Kind::Pool, "queue") => &[("service_s", Kind::Dist)],
+            (Kind::Pool, "llm") => &[("latency", Kind::Latency)],
+            _ => &[],
         }
     }
 }
@@ -194,14 +211,23 @@ fn tagged_nodes(doc: &Value) -> Vec<(Vec<Seg>, Kind, &Value)> {
         for (i, class) in classes.iter().enumerate() {
             let Value::Mapping(m) = class else { continue };
             for (k, v) in m {
-                let kind = match k.as_str() {
-                    Some("arrival") => Kind::Arrival,
-                    Some("service_s" | "prompt_tokens" | "output_tokens") => Kind::Dist,
-                    _ => continue,
-                };
                 let key = k.as_str().unwrap_or_default().to_string();
                 let path = vec![Seg::Key("workload".into()), Seg::Index(i), Seg::Key(key)];
-                out.push((path, kind, v));
+                match k.as_str() {
+                    Some("arrival") => out.push((path, Kind::Arrival, v)),
+                    Some("service_s" | "prompt_tokens" | "output_tokens") => {
+                        out.push((path, Kind::Dist, v))
+                    }
+                    Some("session") => {
+                        let Value::Mapping(s) = v else { continue };
+                        for (sk, sv) in s {
+                            if let Some(sk @ ("turns" | "think_time_s")) = sk.as_str() {
+                                out.push((join(&path, [Seg::Key(sk.into())]), Kind::Dist, sv));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -232,18 +258,19 @@ fn pinpoint(node: &Value, path: Vec<Seg>, kind: Kind, message: &str) -> Option<V
     let Value::Mapping(m) = node else { return Some(path) };
     let Some(tag) = m.get(kind.tag()).and_then(Value::as_str) else { return Some(path) };
     let mut inner = m.clone();
-    inner.remove(kind.tag());
-    // The variant struct parsed from text, without the tag: serde tracks the path there.
+    inner.shift_remove(kind.tag()); // keeps key order, so the first error stays first
+                                    // The variant struct parsed from text, without the tag: serde tracks the path there.
     let inner_path = serde_yaml_ng::to_string(&Value::Mapping(inner))
         .ok()
         .and_then(|text| kind.variant_error(tag, &text))
         .and_then(|e| parse_path(&split_path(&strip_location(&e).0).0));
     let Some(inner_path) = inner_path else { return Some(path) };
     let full = join(&path, inner_path);
-    if let (Kind::Pool, Some(svc)) = (kind, m.get("service_s")) {
-        let svc_path = join(&path, [Seg::Key("service_s".into())]);
-        if svc_path.len() > full.len() && svc_path.starts_with(&full) {
-            if let Some(p) = pinpoint(svc, svc_path, Kind::Dist, message) {
+    for &(key, child_kind) in kind.children(tag) {
+        let Some(child) = m.get(key) else { continue };
+        let child_path = join(&path, [Seg::Key(key.into())]);
+        if child_path.len() >= full.len() && child_path.starts_with(&full) {
+            if let Some(p) = pinpoint(child, child_path, child_kind, message) {
                 return Some(p);
             }
         }
@@ -404,7 +431,11 @@ fn clean(message: &str) -> String {
     let mut out = message
         .replace("internally tagged enum RawArrival", "a mapping with `process:`")
         .replace("internally tagged enum RawDist", "a mapping with `dist:`")
-        .replace("internally tagged enum RawPool", "a mapping with `kind:`");
+        .replace("internally tagged enum RawPool", "a mapping with `kind:`")
+        .replace("internally tagged enum RawLatency", "a mapping with `model:`")
+        .replace("struct GpuSpec", "a mapping")
+        .replace("struct ModelSpec", "a mapping")
+        .replace("a YAML tag starting with '!'", "a name");
     while let Some(i) = out.find("struct Raw") {
         let end = out[i + 7..]
             .find(|c: char| !c.is_ascii_alphanumeric())
@@ -469,7 +500,7 @@ mod tests {
     /// inside it get their exact path (a new variant must be added there too).
     #[test]
     fn every_tagged_variant_is_known() {
-        for kind in [Kind::Arrival, Kind::Dist, Kind::Pool] {
+        for kind in [Kind::Arrival, Kind::Dist, Kind::Pool, Kind::Latency] {
             let probe: Value =
                 serde_yaml_ng::from_str(&format!("{{ {}: zzz }}", kind.tag())).expect("yaml");
             let msg = kind.check(&probe).expect("zzz is not a variant");

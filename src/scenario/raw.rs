@@ -5,6 +5,7 @@
 //! type; `validate.rs` turns a [`RawScenario`] into a checked `Scenario`. This is the only
 //! file that knows the YAML shape, so the schema documented in the README lives here.
 
+use crate::cluster::catalog::{Dtype, GpuSpec, ModelSpec};
 use serde::Deserialize;
 
 /// A whole scenario file.
@@ -47,6 +48,12 @@ pub struct RawScenario {
     /// Policy-quality checks evaluated per cell (see `report::check`).
     #[serde(default)]
     pub checks: Option<Vec<String>>,
+    /// Custom GPUs added to the built-in catalog (the columns of `data/gpus.csv`).
+    #[serde(default)]
+    pub gpus: Option<Vec<GpuSpec>>,
+    /// Custom models added to the built-in catalog (the columns of `data/models.csv`).
+    #[serde(default)]
+    pub models: Option<Vec<ModelSpec>>,
 }
 
 /// Accepts a single value or a list of values.
@@ -112,12 +119,13 @@ pub struct RawLimits {
 pub struct RawClass {
     /// Class name.
     pub class: String,
-    /// Arrival process.
-    pub arrival: RawArrival,
+    /// Arrival process (of sessions, with `session`); required unless `trace` is given.
+    #[serde(default)]
+    pub arrival: Option<RawArrival>,
     /// Service time in seconds on a `queue` replica (a pool's own `service_s` overrides it).
     #[serde(default)]
     pub service_s: Option<RawDist>,
-    /// Prompt length in tokens.
+    /// Prompt length in tokens (of each new user message, with `session`).
     #[serde(default)]
     pub prompt_tokens: Option<RawDist>,
     /// Output length in tokens.
@@ -126,6 +134,95 @@ pub struct RawClass {
     /// Requests not finished this long after arrival are withdrawn and counted as timed out.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// Model the requests ask for (`llm` clusters; default: the only model served).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Cap on output tokens (the request's `max_tokens`).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Shared system prompts.
+    #[serde(default)]
+    pub prefix: Option<RawPrefix>,
+    /// Closed-loop multi-turn sessions.
+    #[serde(default)]
+    pub session: Option<RawSession>,
+    /// Tenant label (default: the class name).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Latency objectives for goodput.
+    #[serde(default)]
+    pub slo: Option<RawSlo>,
+    /// Replay a request trace instead of `arrival`, `prompt_tokens` and `output_tokens`.
+    #[serde(default)]
+    pub trace: Option<RawTrace>,
+}
+
+/// `prefix:` — shared system prompts picked with Zipf popularity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefix {
+    /// Number of distinct shared prefixes.
+    pub groups: u32,
+    /// Tokens of each shared prefix.
+    pub group_tokens: u32,
+    /// Zipf exponent of group popularity (default 1.0; 0 = uniform).
+    #[serde(default)]
+    pub popularity_zipf_s: Option<f64>,
+}
+
+/// `session:` — each arrival starts a multi-turn conversation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// Turns per session.
+    pub turns: RawDist,
+    /// Think time between an answer and the next turn.
+    pub think_time_s: RawDist,
+    /// A turn whose prompt would exceed this ends the session (default: the smallest
+    /// `max_model_len` of the pools serving the class's model).
+    #[serde(default)]
+    pub max_context_tokens: Option<u32>,
+}
+
+/// `slo:` — latency objectives; a completed request meets its SLO when all given hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Time to first token.
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    /// Mean time per output token after the first.
+    #[serde(default)]
+    pub tpot_ms: Option<f64>,
+}
+
+/// `trace:` — replay a trace file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrace {
+    /// The file; a relative path is relative to the scenario file's directory.
+    pub path: String,
+    /// File format.
+    pub format: RawTraceFormat,
+    /// Speed-up factor (default 1; 2 replays twice as fast).
+    #[serde(default)]
+    pub time_scale: Option<f64>,
+    /// Start of the replayed window on the trace's clock (default 0).
+    #[serde(default)]
+    pub start_s: Option<f64>,
+    /// Length of the replayed window on the trace's clock (default: to the end).
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+}
+
+/// Trace file formats.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTraceFormat {
+    /// Azure LLM inference 2023 CSV.
+    Azure,
+    /// Mooncake FAST'25 JSONL.
+    Mooncake,
 }
 
 /// `arrival:` — tagged by `process`.
@@ -345,6 +442,8 @@ pub struct RawCluster {
 pub enum RawPool {
     /// `slots` parallel servers behind one FIFO queue per replica.
     Queue(RawQueuePool),
+    /// vLLM-style continuous-batching engines on `tp` GPUs each.
+    Llm(Box<RawLlmPool>),
 }
 
 /// `kind: queue`.
@@ -367,4 +466,140 @@ pub struct RawQueuePool {
     /// Most requests that may wait in one replica's queue; arrivals beyond it are rejected.
     #[serde(default)]
     pub queue_capacity: Option<u32>,
+}
+
+/// `kind: llm`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlmPool {
+    /// Pool name.
+    pub name: String,
+    /// Number of replicas.
+    pub replicas: u32,
+    /// Routing weight of each replica (default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// GPU: a catalog name or alias, or a scenario `gpus:` entry.
+    pub gpu: String,
+    /// GPUs per replica, tensor parallel (default 1).
+    #[serde(default)]
+    pub tp: Option<u32>,
+    /// The one model served (give this or `models`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Models a replica can serve, the first loaded at start (give this or `model`).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// Weight format (default: the model's native one).
+    #[serde(default)]
+    pub dtype: Option<Dtype>,
+    /// KV-cache format (default: `dtype`).
+    #[serde(default)]
+    pub kv_dtype: Option<Dtype>,
+    /// Fraction of GPU memory the engine may use (default 0.9).
+    #[serde(default)]
+    pub gpu_memory_utilization: Option<f64>,
+    /// Scheduler knobs, by their vLLM names.
+    #[serde(default)]
+    pub engine: Option<RawEngine>,
+    /// Iteration-time model (default: roofline with the calibrated parameters).
+    #[serde(default)]
+    pub latency: Option<RawLatency>,
+    /// Model load costs.
+    #[serde(default)]
+    pub cold_start: Option<RawColdStart>,
+}
+
+/// `engine:` of an llm pool — vLLM v1 scheduler knobs, with vLLM's names and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// Most sequences in the running batch (default 256).
+    #[serde(default)]
+    pub max_num_seqs: Option<u32>,
+    /// Token budget of one iteration (default 8192).
+    #[serde(default)]
+    pub max_num_batched_tokens: Option<u32>,
+    /// Tokens per KV block (default 16).
+    #[serde(default)]
+    pub block_size: Option<u32>,
+    /// Cap on one request's prefill chunk per iteration (default 0 = no cap).
+    #[serde(default)]
+    pub long_prefill_token_threshold: Option<u32>,
+    /// Prefix caching (default true).
+    #[serde(default)]
+    pub enable_prefix_caching: Option<bool>,
+    /// Pins the KV capacity to this many blocks instead of deriving it from memory.
+    #[serde(default)]
+    pub num_gpu_blocks_override: Option<u32>,
+    /// Longest prompt + output accepted (default: the model's context length).
+    #[serde(default)]
+    pub max_model_len: Option<u32>,
+}
+
+/// `latency:` of an llm pool — tagged by `model`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum RawLatency {
+    /// Roofline from the catalogs, with optional overrides of its parameters.
+    Roofline(RawRoofline),
+    /// `beta0 + beta1·prefill + beta2·decode + beta3·context` seconds per iteration.
+    Linear(RawLinear),
+}
+
+/// `model: roofline` — overrides of the calibrated parameters (each optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoofline {
+    /// Saturated GEMM efficiency, in (0, 1].
+    #[serde(default)]
+    pub eta_compute_max: Option<f64>,
+    /// Knee of the GEMM efficiency curve, in ridge-intensity units.
+    #[serde(default)]
+    pub knee_x: Option<f64>,
+    /// Memory streaming efficiency, in (0, 1].
+    #[serde(default)]
+    pub eta_memory: Option<f64>,
+    /// Prefill attention efficiency, in (0, 1].
+    #[serde(default)]
+    pub eta_attention: Option<f64>,
+    /// All-reduce link efficiency, in (0, 1].
+    #[serde(default)]
+    pub eta_link: Option<f64>,
+    /// Fixed time per layer.
+    #[serde(default)]
+    pub layer_fixed_s: Option<f64>,
+    /// All-reduce latency per doubling of `tp`.
+    #[serde(default)]
+    pub allreduce_latency_s: Option<f64>,
+    /// Per-iteration engine overhead.
+    #[serde(default)]
+    pub overhead_s: Option<f64>,
+}
+
+/// `model: linear` — user-fitted coefficients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLinear {
+    /// Fixed seconds per iteration.
+    pub beta0_s: f64,
+    /// Seconds per prefill token.
+    pub beta1_s_per_prefill_token: f64,
+    /// Seconds per decoding sequence.
+    pub beta2_s_per_decode_token: f64,
+    /// Seconds per KV token read (default 0).
+    #[serde(default)]
+    pub beta3_s_per_context_token: Option<f64>,
+}
+
+/// `cold_start:` of an llm pool — time to load a model: `init_s + weights / load_gb_per_s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColdStart {
+    /// Weight loading bandwidth per replica in GB/s (default 2).
+    #[serde(default)]
+    pub load_gb_per_s: Option<f64>,
+    /// Fixed start-up time (default 20).
+    #[serde(default)]
+    pub init_s: Option<f64>,
 }

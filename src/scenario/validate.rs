@@ -5,15 +5,34 @@
 //! Pareto alpha > 1 (finite mean); clamps `min <= max`; a horizon that ends; warm-up shorter
 //! than the horizon; at least one replica, slot and policy; known policy names with valid
 //! parameters; unique names.
+//!
+//! `llm` pools are resolved here, so the engine never sees a catalog: the GPU and models are
+//! looked up in the built-in catalog plus the scenario's `gpus:`/`models:` entries, each model
+//! gets its latency model and its KV capacity in blocks (refused, as vLLM refuses to start, when
+//! the weights do not fit or the cache holds fewer tokens than `max_model_len`), and the engine
+//! knobs follow vLLM's rules (`max_num_batched_tokens >= max_num_seqs`). Cross rules: a cluster
+//! is all `queue` or all `llm` pools; in an llm cluster every class has token counts (or a
+//! trace), no `service_s`, and a model some pool serves (filled in when only one is served, so
+//! `ClassSpec::model` is always `Some` there); a queue cluster refuses `model`. A trace class has
+//! no `arrival`, lengths, `prefix` or `session`, and its file must exist (resolved against the
+//! scenario file's directory).
 
 use super::raw::*;
 use super::{Horizon, Limits, PolicySpec, PoolKind, PoolSpec, Scenario, Warmup};
+use crate::cluster::catalog::{
+    self, Catalog, CatalogError, Dtype, Gpu, KvCacheConfig, Model, DEFAULT_RESERVE_BYTES_PER_GPU,
+};
+use crate::cluster::latency::{LatencyModel, Roofline, RooflineParams};
+use crate::cluster::llm::spec::{EngineConfig, LlmPool, ServedModel};
 use crate::error::ConfigError;
 use crate::policy::routing::{self, BuildCtx};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::arrival::ArrivalSpec;
 use crate::workload::dist::{Dist, Law};
-use crate::workload::ClassSpec;
+use crate::workload::trace::{self, TraceFormat, TraceOptions, MOONCAKE_BLOCK_TOKENS};
+use crate::workload::{ClassSpec, PrefixSpec, SessionSpec, Slo, TraceSpec};
+use std::borrow::Cow;
+use std::path::Path;
 
 /// `v` for messages: plain decimals, or scientific notation when very large or small.
 fn num(v: f64) -> String {
@@ -78,8 +97,9 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
     }
     let horizon = horizon(&c, &raw.horizon)?;
     let warmup = warmup(&c, raw.warmup.as_ref(), &horizon)?;
-    let pools = pools(&c, &raw.cluster)?;
-    let classes = classes(&c, &raw.workload, &pools)?;
+    let cat = catalog(&c, &raw)?;
+    let pools = pools(&c, &raw.cluster, &cat)?;
+    let classes = classes(&c, &raw.workload, &pools, &cat)?;
     let policies = policies(&c, &raw.policies, &pools)?;
     let limits = limits(&c, raw.limits.as_ref())?;
     let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies)?;
@@ -174,42 +194,114 @@ fn limits(c: &Ctx<'_>, l: Option<&RawLimits>) -> Result<Limits, ConfigError> {
     Ok(out)
 }
 
-fn pools(c: &Ctx<'_>, cl: &RawCluster) -> Result<Vec<PoolSpec>, ConfigError> {
-    if cl.pools.is_empty() {
-        return Err(c.err("cluster.pools", "is empty: add at least one pool"));
+/// The catalog the scenario's pools resolve against: the built-in GPUs and models plus the
+/// scenario's own `gpus:` and `models:` entries (added one at a time so errors name the entry).
+fn catalog(c: &Ctx<'_>, raw: &RawScenario) -> Result<Cow<'static, Catalog>, ConfigError> {
+    let gpus = raw.gpus.as_deref().unwrap_or_default();
+    let models = raw.models.as_deref().unwrap_or_default();
+    let builtin = Catalog::builtin();
+    if gpus.is_empty() && models.is_empty() {
+        return Ok(Cow::Borrowed(builtin));
     }
+    let mut cat = builtin.clone();
+    for (k, g) in gpus.iter().enumerate() {
+        cat = cat
+            .with_custom(std::slice::from_ref(g), &[])
+            .map_err(|e| custom_entry_error(c, &format!("gpus[{k}]"), e))?;
+    }
+    for (k, m) in models.iter().enumerate() {
+        cat = cat
+            .with_custom(&[], std::slice::from_ref(m))
+            .map_err(|e| custom_entry_error(c, &format!("models[{k}]"), e))?;
+    }
+    Ok(Cow::Owned(cat))
+}
+
+/// The error for a custom catalog entry at `path` that the catalog rejected.
+fn custom_entry_error(c: &Ctx<'_>, path: &str, e: CatalogError) -> ConfigError {
+    match e {
+        CatalogError::Invalid { field, message, .. } => {
+            c.err(&format!("{path}.{field}"), format!("{message} (fix the custom entry)"))
+        }
+        CatalogError::Duplicate(_) => c.err(&format!("{path}.name"), e.to_string()),
+        other => c.err(path, format!("{other} (fix the custom entry)")),
+    }
+}
+
+/// The error for a failed catalog lookup at `path`, with where to find the valid names.
+fn lookup_error(c: &Ctx<'_>, path: &str, e: CatalogError) -> ConfigError {
+    let hint = match &e {
+        CatalogError::UnknownGpu { .. } => {
+            " (see `routelab list gpus`, or define it in a top-level `gpus:` list)"
+        }
+        CatalogError::UnknownModel { .. } => {
+            " (see `routelab list models`, or define it in a top-level `models:` list)"
+        }
+        _ => "",
+    };
+    c.err(path, format!("{e}{hint}"))
+}
+
+fn kind_name(p: &RawPool) -> &'static str {
+    match p {
+        RawPool::Queue(_) => "queue",
+        RawPool::Llm(_) => "llm",
+    }
+}
+
+fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, ConfigError> {
+    let Some(first) = cl.pools.first() else {
+        return Err(c.err("cluster.pools", "is empty: add at least one pool"));
+    };
     let mut out: Vec<PoolSpec> = Vec::new();
     let mut total: u64 = 0;
     for (i, p) in cl.pools.iter().enumerate() {
-        let RawPool::Queue(q) = p;
         let path = format!("cluster.pools[{i}]");
-        if out.iter().any(|o| o.name == q.name) {
-            return Err(
-                c.err(&format!("{path}.name"), format!("= {:?}: duplicate pool name", q.name))
-            );
+        if kind_name(p) != kind_name(first) {
+            return Err(c.err(
+                &format!("{path}.kind"),
+                format!(
+                    "= {} but cluster.pools[0] is {}: a cluster is all queue pools or all llm \
+                     pools; make them one kind or split the scenario",
+                    kind_name(p),
+                    kind_name(first)
+                ),
+            ));
         }
-        if q.replicas == 0 {
+        let (name, replicas, weight) = match p {
+            RawPool::Queue(q) => (&q.name, q.replicas, q.weight),
+            RawPool::Llm(l) => (&l.name, l.replicas, l.weight),
+        };
+        if out.iter().any(|o| &o.name == name) {
+            return Err(c.err(&format!("{path}.name"), format!("= {name:?}: duplicate pool name")));
+        }
+        if replicas == 0 {
             return Err(c.err(&format!("{path}.replicas"), "= 0: a pool needs at least 1 replica"));
         }
-        let slots = q.slots.unwrap_or(1);
-        if slots == 0 {
-            return Err(
-                c.err(&format!("{path}.slots"), "= 0: a queue replica needs at least 1 slot")
-            );
-        }
-        let weight = q.weight.unwrap_or(1);
+        let weight = weight.unwrap_or(1);
         if weight == 0 {
             return Err(c.err(&format!("{path}.weight"), "= 0: weights must be at least 1"));
         }
-        let service_s =
-            q.service_s.as_ref().map(|d| dist(c, &format!("{path}.service_s"), d)).transpose()?;
-        total += u64::from(q.replicas);
-        out.push(PoolSpec {
-            name: q.name.clone(),
-            replicas: q.replicas,
-            weight,
-            kind: PoolKind::Queue { slots, service_s, queue_capacity: q.queue_capacity },
-        });
+        let kind = match p {
+            RawPool::Queue(q) => {
+                let slots = q.slots.unwrap_or(1);
+                if slots == 0 {
+                    return Err(c.err(
+                        &format!("{path}.slots"),
+                        "= 0: a queue replica needs at least 1 slot",
+                    ));
+                }
+                let service_s = q
+                    .service_s
+                    .as_ref()
+                    .map(|d| dist(c, &format!("{path}.service_s"), d))
+                    .transpose()?;
+                PoolKind::Queue { slots, service_s, queue_capacity: q.queue_capacity }
+            }
+            RawPool::Llm(l) => PoolKind::Llm(Box::new(llm_pool(c, &path, l, cat)?)),
+        };
+        total += u64::from(replicas);
+        out.push(PoolSpec { name: name.clone(), replicas, weight, kind });
     }
     if total > 1_000_000 {
         return Err(c.err("cluster.pools", format!("{total} replicas in all: at most 1000000")));
@@ -217,12 +309,378 @@ fn pools(c: &Ctx<'_>, cl: &RawCluster) -> Result<Vec<PoolSpec>, ConfigError> {
     Ok(out)
 }
 
-fn classes(c: &Ctx<'_>, w: &[RawClass], pools: &[PoolSpec]) -> Result<Vec<ClassSpec>, ConfigError> {
+/// Validates a `kind: llm` pool at `path`: resolves its GPU and models in `cat`, builds each
+/// model's latency model and sizes its KV cache.
+fn llm_pool(
+    c: &Ctx<'_>,
+    path: &str,
+    l: &RawLlmPool,
+    cat: &Catalog,
+) -> Result<LlmPool, ConfigError> {
+    let p = |k: &str| format!("{path}.{k}");
+    let tp = l.tp.unwrap_or(1);
+    if tp == 0 {
+        return Err(c.err(&p("tp"), "= 0: a replica needs at least 1 GPU (tp: 1)"));
+    }
+    let gpu = cat.gpu(&l.gpu).map_err(|e| lookup_error(c, &p("gpu"), e))?;
+    let names: Vec<(String, &str)> =
+        match (&l.model, &l.models) {
+            (Some(m), None) => vec![(p("model"), m.as_str())],
+            (None, Some(ms)) if ms.is_empty() => {
+                return Err(c.err(
+                    &p("models"),
+                    "is empty: list at least one model (see `routelab list models`)",
+                ))
+            }
+            (None, Some(ms)) => ms
+                .iter()
+                .enumerate()
+                .map(|(j, m)| (format!("{path}.models[{j}]"), m.as_str()))
+                .collect(),
+            (Some(_), Some(_)) => {
+                return Err(c.err(
+                    &p("models"),
+                    "is given together with `model`: use `model:` for one model or `models:` for \
+                 several, not both",
+                ))
+            }
+            (None, None) => return Err(c.err(
+                path,
+                "names no model: add `model: <name>` or `models: [<name>, ...]` (see `routelab \
+                 list models`)",
+            )),
+        };
+    let util = l.gpu_memory_utilization.unwrap_or(0.9);
+    if c.positive(&p("gpu_memory_utilization"), util)? > 1.0 {
+        return Err(c.err(
+            &p("gpu_memory_utilization"),
+            format!("= {}: must be in (0, 1] (a fraction of GPU memory)", num(util)),
+        ));
+    }
+    let engine = engine(c, &p("engine"), l.engine.as_ref())?;
+    let raw_latency = l.latency.clone().unwrap_or(RawLatency::Roofline(RawRoofline::default()));
+    let (load_bytes_per_s, load_init) = cold_start(c, &p("cold_start"), l.cold_start.as_ref())?;
+    let mut models: Vec<ServedModel> = Vec::new();
+    for (mp, name) in names {
+        let m = cat.model(name).map_err(|e| lookup_error(c, &mp, e))?;
+        if models.iter().any(|s| s.name == m.name) {
+            return Err(c.err(
+                &mp,
+                format!("= {name:?}: {} is listed twice in this pool; remove the repeat", m.name),
+            ));
+        }
+        if m.heads % tp != 0 {
+            return Err(c.err(
+                &p("tp"),
+                format!(
+                    "= {tp}: {}'s {} attention heads do not split evenly over {tp} GPUs (vLLM \
+                     refuses it); use a tp that divides {}",
+                    m.name, m.heads, m.heads
+                ),
+            ));
+        }
+        let dtype = l.dtype.unwrap_or_else(|| default_dtype(gpu, m));
+        gpu.peak_flops_per_s(dtype).map_err(|e| c.err(&p("dtype"), e.to_string()))?;
+        let kv_dtype = l.kv_dtype.unwrap_or(dtype);
+        let latency = latency_model(c, path, &raw_latency, gpu, m, tp, dtype, kv_dtype)?;
+        let max_model_len = match engine.max_model_len {
+            Some(n) if n > m.max_context => {
+                return Err(c.err(
+                    &p("engine.max_model_len"),
+                    format!(
+                        "= {n}: longer than {}'s context length ({}); lower it or remove it",
+                        m.name, m.max_context
+                    ),
+                ))
+            }
+            Some(n) => n,
+            None => m.max_context,
+        };
+        let kv_capacity_blocks = match engine.num_gpu_blocks_override {
+            Some(n) => n,
+            None => {
+                let cfg = KvCacheConfig {
+                    tp,
+                    weight_dtype: dtype,
+                    kv_dtype,
+                    gpu_memory_utilization: util,
+                    block_size: engine.config.block_size,
+                    reserve_bytes_per_gpu: DEFAULT_RESERVE_BYTES_PER_GPU,
+                };
+                kv_blocks(c, path, &mp, gpu, m, &cfg, max_model_len)?
+            }
+        };
+        models.push(ServedModel {
+            name: m.name.clone(),
+            latency,
+            kv_capacity_blocks,
+            max_model_len,
+            weight_bytes: m.weight_bytes(dtype),
+        });
+    }
+    Ok(LlmPool {
+        gpu: gpu.name.clone(),
+        tp,
+        models,
+        engine: engine.config,
+        load_bytes_per_s,
+        load_init,
+    })
+}
+
+/// The weight format when the pool gives none: the model's native one, except that a BF16
+/// model runs in FP16 on GPUs without BF16 (T4, V100), as vLLM's `dtype: auto` does.
+fn default_dtype(gpu: &Gpu, m: &Model) -> Dtype {
+    let native = m.native_dtype;
+    if gpu.peak_flops_per_s(native).is_err()
+        && native == Dtype::Bf16
+        && gpu.peak_flops_per_s(Dtype::Fp16).is_ok()
+    {
+        Dtype::Fp16
+    } else {
+        native
+    }
+}
+
+/// KV blocks of one replica of model `m` (at `model_path`) derived from memory; refuses what
+/// vLLM refuses to start with: no block at all, or fewer tokens than `max_model_len`.
+fn kv_blocks(
+    c: &Ctx<'_>,
+    path: &str,
+    model_path: &str,
+    gpu: &Gpu,
+    m: &Model,
+    cfg: &KvCacheConfig,
+    max_model_len: u32,
+) -> Result<u32, ConfigError> {
+    let blocks = catalog::kv_capacity_blocks(gpu, m, cfg).map_err(|e| match e {
+        CatalogError::DoesNotFit { .. } => c.err(model_path, e.to_string()),
+        CatalogError::Invalid { field, .. } => c.err(&format!("{path}.{field}"), e.to_string()),
+        other => c.err(path, other.to_string()),
+    })?;
+    let tp = cfg.tp;
+    if blocks == 0 {
+        return Err(c.err(
+            model_path,
+            format!(
+                "{} leaves no room for a single KV block on {} with tp {tp}: raise tp or \
+                 gpu_memory_utilization, use fp8 weights or a larger GPU",
+                m.name, gpu.name
+            ),
+        ));
+    }
+    let blocks = u32::try_from(blocks).map_err(|_| {
+        c.err(
+            &format!("{path}.engine.block_size"),
+            format!("{blocks} KV blocks is more than 4294967295: raise block_size"),
+        )
+    })?;
+    let tokens = u64::from(blocks) * u64::from(cfg.block_size);
+    if tokens < u64::from(max_model_len) {
+        return Err(c.err(
+            model_path,
+            format!(
+                "{}: the KV cache holds {tokens} tokens on {} with tp {tp}, fewer than \
+                 max_model_len {max_model_len} (vLLM refuses to start): set \
+                 engine.max_model_len to at most {tokens}, raise gpu_memory_utilization or tp, \
+                 use kv_dtype fp8 or a larger GPU",
+                m.name, gpu.name
+            ),
+        ));
+    }
+    Ok(blocks)
+}
+
+/// Validated `engine:` knobs plus the two that are not scheduler state.
+struct Engine {
+    config: EngineConfig,
+    num_gpu_blocks_override: Option<u32>,
+    max_model_len: Option<u32>,
+}
+
+fn engine(c: &Ctx<'_>, path: &str, e: Option<&RawEngine>) -> Result<Engine, ConfigError> {
+    let d = EngineConfig::default();
+    let Some(e) = e else {
+        return Ok(Engine { config: d, num_gpu_blocks_override: None, max_model_len: None });
+    };
+    let p = |k: &str| format!("{path}.{k}");
+    let max_num_seqs = e.max_num_seqs.unwrap_or(d.max_num_seqs);
+    if max_num_seqs == 0 {
+        return Err(c.err(&p("max_num_seqs"), "= 0: must be at least 1"));
+    }
+    let max_num_batched_tokens = e.max_num_batched_tokens.unwrap_or(d.max_num_batched_tokens);
+    if max_num_batched_tokens < max_num_seqs {
+        return Err(c.err(
+            &p("max_num_batched_tokens"),
+            format!(
+                "= {max_num_batched_tokens}: must be >= max_num_seqs ({max_num_seqs}), as vLLM \
+                 requires; raise it or lower max_num_seqs"
+            ),
+        ));
+    }
+    let block_size = e.block_size.unwrap_or(d.block_size);
+    if !(1..=1024).contains(&block_size) {
+        return Err(c.err(
+            &p("block_size"),
+            format!("= {block_size}: must be in 1..=1024 (vLLM's default is 16)"),
+        ));
+    }
+    if e.num_gpu_blocks_override == Some(0) {
+        return Err(c.err(
+            &p("num_gpu_blocks_override"),
+            "= 0: must be at least 1 block (remove it to size the cache from GPU memory)",
+        ));
+    }
+    if e.max_model_len == Some(0) {
+        return Err(c.err(
+            &p("max_model_len"),
+            "= 0: must be at least 1 (remove it for the model's context length)",
+        ));
+    }
+    Ok(Engine {
+        config: EngineConfig {
+            max_num_seqs,
+            max_num_batched_tokens,
+            block_size,
+            long_prefill_token_threshold: e
+                .long_prefill_token_threshold
+                .unwrap_or(d.long_prefill_token_threshold),
+            enable_prefix_caching: e.enable_prefix_caching.unwrap_or(d.enable_prefix_caching),
+        },
+        num_gpu_blocks_override: e.num_gpu_blocks_override,
+        max_model_len: e.max_model_len,
+    })
+}
+
+/// The latency model of model `m` in the pool at `path`.
+#[allow(clippy::too_many_arguments)]
+fn latency_model(
+    c: &Ctx<'_>,
+    path: &str,
+    raw: &RawLatency,
+    gpu: &Gpu,
+    m: &Model,
+    tp: u32,
+    dtype: Dtype,
+    kv_dtype: Dtype,
+) -> Result<LatencyModel, ConfigError> {
+    let p = |k: &str| format!("{path}.latency.{k}");
+    let invalid = |e: CatalogError| match e {
+        CatalogError::Invalid { field: "tp", .. } => c.err(&format!("{path}.tp"), e.to_string()),
+        CatalogError::Invalid { field, ref message, .. } => {
+            c.err(&p(field), format!("{message} (fix the value)"))
+        }
+        CatalogError::UnsupportedDtype { .. } => c.err(&format!("{path}.dtype"), e.to_string()),
+        other => c.err(&format!("{path}.latency"), other.to_string()),
+    };
+    match raw {
+        RawLatency::Roofline(r) => {
+            let d = RooflineParams::default();
+            let eta = |k: &str, v: Option<f64>, default: f64| -> Result<f64, ConfigError> {
+                let Some(v) = v else { return Ok(default) };
+                if c.positive(&p(k), v)? > 1.0 {
+                    return Err(c.err(
+                        &p(k),
+                        format!("= {}: must be in (0, 1] (a fraction of the peak)", num(v)),
+                    ));
+                }
+                Ok(v)
+            };
+            let non_negative = |k: &str, v: Option<f64>, default: f64| match v {
+                Some(v) => c.non_negative(&p(k), v),
+                None => Ok(default),
+            };
+            let params = RooflineParams {
+                eta_compute_max: eta("eta_compute_max", r.eta_compute_max, d.eta_compute_max)?,
+                knee_x: non_negative("knee_x", r.knee_x, d.knee_x)?,
+                eta_memory: eta("eta_memory", r.eta_memory, d.eta_memory)?,
+                eta_attention: eta("eta_attention", r.eta_attention, d.eta_attention)?,
+                eta_link: eta("eta_link", r.eta_link, d.eta_link)?,
+                layer_fixed_s: non_negative("layer_fixed_s", r.layer_fixed_s, d.layer_fixed_s)?,
+                allreduce_latency_s: non_negative(
+                    "allreduce_latency_s",
+                    r.allreduce_latency_s,
+                    d.allreduce_latency_s,
+                )?,
+                overhead_s: non_negative("overhead_s", r.overhead_s, d.overhead_s)?,
+            };
+            Roofline::new(gpu, m, tp, dtype, kv_dtype, &params)
+                .map(LatencyModel::Roofline)
+                .map_err(invalid)
+        }
+        RawLatency::Linear(x) => {
+            let b0 = c.non_negative(&p("beta0_s"), x.beta0_s)?;
+            let b1 =
+                c.non_negative(&p("beta1_s_per_prefill_token"), x.beta1_s_per_prefill_token)?;
+            let b2 = c.non_negative(&p("beta2_s_per_decode_token"), x.beta2_s_per_decode_token)?;
+            let b3 = match x.beta3_s_per_context_token {
+                Some(v) => c.non_negative(&p("beta3_s_per_context_token"), v)?,
+                None => 0.0,
+            };
+            if b0 + b1 + b2 + b3 == 0.0 {
+                return Err(c.err(
+                    &format!("{path}.latency"),
+                    "has every coefficient 0, so an iteration would take no time: give beta0_s \
+                     (seconds per iteration) a positive value",
+                ));
+            }
+            LatencyModel::linear(b0, b1, b2, b3).map_err(invalid)
+        }
+    }
+}
+
+/// Bytes per second and fixed time of a model load.
+fn cold_start(
+    c: &Ctx<'_>,
+    path: &str,
+    cs: Option<&RawColdStart>,
+) -> Result<(f64, SimDuration), ConfigError> {
+    let (gb, init) = match cs {
+        Some(cs) => (cs.load_gb_per_s, cs.init_s),
+        None => (None, None),
+    };
+    let gb_per_s = match gb {
+        Some(v) => c.positive(&format!("{path}.load_gb_per_s"), v)?,
+        None => 2.0,
+    };
+    let init_s = match init {
+        Some(v) => c.non_negative(&format!("{path}.init_s"), v)?,
+        None => 20.0,
+    };
+    if init_s > 1e9 {
+        return Err(c.err(
+            &format!("{path}.init_s"),
+            format!("= {}: must be at most 1e9 seconds", num(init_s)),
+        ));
+    }
+    Ok((gb_per_s * 1e9, SimDuration::from_secs_f64(init_s)))
+}
+
+fn classes(
+    c: &Ctx<'_>,
+    w: &[RawClass],
+    pools: &[PoolSpec],
+    cat: &Catalog,
+) -> Result<Vec<ClassSpec>, ConfigError> {
     if w.is_empty() {
         return Err(c.err("workload", "is empty: add at least one class"));
     }
     if w.len() > usize::from(u16::MAX) {
         return Err(c.err("workload", "too many classes (at most 65535)"));
+    }
+    let llm: Vec<&LlmPool> = pools
+        .iter()
+        .filter_map(|p| match &p.kind {
+            PoolKind::Llm(l) => Some(&**l),
+            PoolKind::Queue { .. } => None,
+        })
+        .collect();
+    let is_llm = !llm.is_empty();
+    let mut served: Vec<&str> = Vec::new();
+    for m in llm.iter().flat_map(|l| &l.models) {
+        if !served.contains(&m.name.as_str()) {
+            served.push(&m.name);
+        }
     }
     let all_pools_have_service = pools.iter().all(|p| match &p.kind {
         PoolKind::Queue { service_s, .. } => service_s.is_some(),
@@ -231,46 +689,283 @@ fn classes(c: &Ctx<'_>, w: &[RawClass], pools: &[PoolSpec]) -> Result<Vec<ClassS
     let mut out: Vec<ClassSpec> = Vec::new();
     for (i, k) in w.iter().enumerate() {
         let path = format!("workload[{i}]");
+        let p = |key: &str| format!("{path}.{key}");
         if out.iter().any(|o| o.name == k.class) {
-            return Err(
-                c.err(&format!("{path}.class"), format!("= {:?}: duplicate class name", k.class))
-            );
+            return Err(c.err(&p("class"), format!("= {:?}: duplicate class name", k.class)));
         }
-        let service_s =
-            k.service_s.as_ref().map(|d| dist(c, &format!("{path}.service_s"), d)).transpose()?;
-        if service_s.is_none() && !all_pools_have_service {
+        match (&k.arrival, &k.trace) {
+            (Some(_), Some(_)) => {
+                return Err(c.err(
+                    &p("trace"),
+                    "is given together with `arrival`: a trace class takes its arrivals from \
+                     the file; remove one of them",
+                ))
+            }
+            (None, None) => {
+                return Err(c.err(
+                    &p("arrival"),
+                    "is missing: add an arrival process (e.g. { process: poisson, rate_per_s: \
+                     10 }) or a `trace:`",
+                ))
+            }
+            _ => {}
+        }
+        let trace = k.trace.as_ref().map(|t| trace(c, &p("trace"), t)).transpose()?;
+        if trace.is_some() {
+            for (key, given) in [
+                ("prompt_tokens", k.prompt_tokens.is_some()),
+                ("output_tokens", k.output_tokens.is_some()),
+                ("prefix", k.prefix.is_some()),
+                ("session", k.session.is_some()),
+            ] {
+                if given {
+                    return Err(c.err(
+                        &p(key),
+                        "cannot be combined with `trace:` (the trace gives each request's \
+                         arrival and lengths): remove it",
+                    ));
+                }
+            }
+        }
+        let service_s = k.service_s.as_ref().map(|d| dist(c, &p("service_s"), d)).transpose()?;
+        if is_llm {
+            if service_s.is_some() {
+                return Err(c.err(
+                    &p("service_s"),
+                    "llm replicas derive service from the latency model; remove service_s",
+                ));
+            }
+            if trace.is_none() {
+                for (key, given) in [
+                    ("prompt_tokens", k.prompt_tokens.is_some()),
+                    ("output_tokens", k.output_tokens.is_some()),
+                ] {
+                    if !given {
+                        return Err(c.err(
+                            &p(key),
+                            format!(
+                                "is missing: llm replicas need token counts; add {key} (e.g. \
+                                 {{ dist: lognormal, mean: 1000, cv: 1 }}) or a `trace:`"
+                            ),
+                        ));
+                    }
+                }
+            }
+        } else if service_s.is_none() && !all_pools_have_service {
             return Err(c.err(
-                &format!("{path}.service_s"),
+                &p("service_s"),
                 "is missing: queue replicas need a service time; add service_s to the class or to every pool",
             ));
         }
-        let timeout =
-            k.timeout_s.map(|t| c.seconds(&format!("{path}.timeout_s"), t)).transpose()?;
+        let model = if is_llm {
+            Some(class_model(c, &p("model"), k.model.as_deref(), &served, cat)?)
+        } else if k.model.is_some() {
+            return Err(c.err(
+                &p("model"),
+                "is set but the cluster has only queue pools, which serve every class: remove \
+                 `model:` or use `kind: llm` pools",
+            ));
+        } else {
+            None
+        };
+        if k.max_tokens == Some(0) {
+            return Err(c.err(&p("max_tokens"), "= 0: must be at least 1 (or remove the cap)"));
+        }
+        let prefix = k.prefix.as_ref().map(|x| prefix(c, &p("prefix"), x)).transpose()?;
+        let session = match &k.session {
+            Some(s) => {
+                let sp = p("session");
+                let max_context_tokens = match s.max_context_tokens {
+                    Some(0) => {
+                        return Err(c.err(
+                            &format!("{sp}.max_context_tokens"),
+                            "= 0: must be at least 1 (remove it for the model's max_model_len)",
+                        ))
+                    }
+                    Some(n) => n,
+                    None => llm
+                        .iter()
+                        .flat_map(|l| &l.models)
+                        .filter(|m| Some(&m.name) == model.as_ref())
+                        .map(|m| m.max_model_len)
+                        .min()
+                        .unwrap_or(u32::MAX),
+                };
+                Some(SessionSpec {
+                    turns: dist(c, &format!("{sp}.turns"), &s.turns)?,
+                    think_time_s: dist(c, &format!("{sp}.think_time_s"), &s.think_time_s)?,
+                    max_context_tokens,
+                })
+            }
+            None => None,
+        };
+        let tenant = match &k.tenant {
+            Some(t) if t.trim().is_empty() => {
+                return Err(c.err(&p("tenant"), "is empty: give a tenant name or remove the key"))
+            }
+            Some(t) => t.clone(),
+            None => k.class.clone(),
+        };
+        let slo = slo(c, &p("slo"), k.slo.as_ref())?;
+        let timeout = k.timeout_s.map(|t| c.seconds(&p("timeout_s"), t)).transpose()?;
+        if let (Some(t), Some(model)) = (&trace, &model) {
+            mooncake_block_sizes(c, &path, t, model, pools)?;
+        }
         out.push(ClassSpec {
             name: k.class.clone(),
-            arrival: Some(arrival(c, &format!("{path}.arrival"), &k.arrival)?),
+            arrival: k.arrival.as_ref().map(|a| arrival(c, &p("arrival"), a)).transpose()?,
             service_s,
             prompt_tokens: k
                 .prompt_tokens
                 .as_ref()
-                .map(|d| dist(c, &format!("{path}.prompt_tokens"), d))
+                .map(|d| dist(c, &p("prompt_tokens"), d))
                 .transpose()?,
             output_tokens: k
                 .output_tokens
                 .as_ref()
-                .map(|d| dist(c, &format!("{path}.output_tokens"), d))
+                .map(|d| dist(c, &p("output_tokens"), d))
                 .transpose()?,
             timeout,
-            model: None,
-            max_tokens: None,
-            prefix: None,
-            session: None,
-            tenant: k.class.clone(),
-            slo: Default::default(),
-            trace: None,
+            model,
+            max_tokens: k.max_tokens,
+            prefix,
+            session,
+            tenant,
+            slo,
+            trace,
         });
     }
     Ok(out)
+}
+
+/// The canonical name of the model a class in an llm cluster asks for: the one it names (by
+/// any catalog name or alias), or the only one the cluster serves.
+fn class_model(
+    c: &Ctx<'_>,
+    path: &str,
+    given: Option<&str>,
+    served: &[&str],
+    cat: &Catalog,
+) -> Result<String, ConfigError> {
+    let list = served.join(", ");
+    match given {
+        Some(name) => match cat.model(name) {
+            Ok(m) if served.contains(&m.name.as_str()) => Ok(m.name.clone()),
+            _ => Err(c.err(
+                path,
+                format!(
+                    "= {name:?}: no pool serves this model; served: {list} (name one of them, or \
+                     add it to a pool's `models`)"
+                ),
+            )),
+        },
+        None if served.len() == 1 => Ok(served[0].to_string()),
+        None => Err(c.err(
+            path,
+            format!(
+                "is missing: the cluster serves several models ({list}); add `model:` naming one"
+            ),
+        )),
+    }
+}
+
+/// Mooncake block hashes cover 512-token blocks, which the engine splits into its own blocks:
+/// every pool serving a Mooncake trace class needs a `block_size` that divides 512.
+fn mooncake_block_sizes(
+    c: &Ctx<'_>,
+    class_path: &str,
+    t: &TraceSpec,
+    model: &str,
+    pools: &[PoolSpec],
+) -> Result<(), ConfigError> {
+    if t.format != TraceFormat::Mooncake {
+        return Ok(());
+    }
+    for (j, pool) in pools.iter().enumerate() {
+        let PoolKind::Llm(l) = &pool.kind else { continue };
+        let bs = l.engine.block_size;
+        if l.models.iter().any(|m| m.name == model) && MOONCAKE_BLOCK_TOKENS % bs != 0 {
+            return Err(c.err(
+                &format!("cluster.pools[{j}].engine.block_size"),
+                format!(
+                    "= {bs}: {class_path} replays a mooncake trace, whose {MOONCAKE_BLOCK_TOKENS}-token \
+                     blocks need a block_size that divides {MOONCAKE_BLOCK_TOKENS} (e.g. 16)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn trace(c: &Ctx<'_>, path: &str, t: &RawTrace) -> Result<TraceSpec, ConfigError> {
+    let p = |k: &str| format!("{path}.{k}");
+    if t.path.trim().is_empty() {
+        return Err(c.err(&p("path"), "is empty: give the trace file's path"));
+    }
+    let resolved = trace::resolve_path(Path::new(c.file), Path::new(&t.path));
+    if !resolved.exists() {
+        return Err(c.err(
+            &p("path"),
+            format!(
+                "= {:?}: file not found at {} (a relative path is relative to the scenario \
+                 file's directory)",
+                t.path,
+                resolved.display()
+            ),
+        ));
+    }
+    if resolved.is_dir() {
+        return Err(c.err(
+            &p("path"),
+            format!("= {:?}: {} is a directory; give the trace file", t.path, resolved.display()),
+        ));
+    }
+    let time_scale = match t.time_scale {
+        Some(v) => c.positive(&p("time_scale"), v)?,
+        None => 1.0,
+    };
+    let start_s = match t.start_s {
+        Some(v) => c.non_negative(&p("start_s"), v)?,
+        None => 0.0,
+    };
+    let duration_s = t.duration_s.map(|v| c.positive(&p("duration_s"), v)).transpose()?;
+    Ok(TraceSpec {
+        path: resolved,
+        format: match t.format {
+            RawTraceFormat::Azure => TraceFormat::Azure,
+            RawTraceFormat::Mooncake => TraceFormat::Mooncake,
+        },
+        options: TraceOptions { time_scale, start_s, duration_s, salt: None },
+    })
+}
+
+fn prefix(c: &Ctx<'_>, path: &str, x: &RawPrefix) -> Result<PrefixSpec, ConfigError> {
+    if !(1..=1_000_000).contains(&x.groups) {
+        return Err(
+            c.err(&format!("{path}.groups"), format!("= {}: must be in 1..=1000000", x.groups))
+        );
+    }
+    if x.group_tokens == 0 {
+        return Err(c.err(&format!("{path}.group_tokens"), "= 0: must be at least 1"));
+    }
+    let zipf_s = match x.popularity_zipf_s {
+        Some(v) => c.non_negative(&format!("{path}.popularity_zipf_s"), v)?,
+        None => 1.0,
+    };
+    Ok(PrefixSpec { groups: x.groups, group_tokens: x.group_tokens, zipf_s })
+}
+
+fn slo(c: &Ctx<'_>, path: &str, s: Option<&RawSlo>) -> Result<Slo, ConfigError> {
+    let Some(s) = s else { return Ok(Slo::default()) };
+    let ms = |k: &str, v: Option<f64>| -> Result<Option<SimDuration>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let kp = format!("{path}.{k}");
+        if c.positive(&kp, v)? > 1e12 {
+            return Err(c.err(&kp, format!("= {}: must be at most 1e12 ms", num(v))));
+        }
+        Ok(Some(SimDuration::from_secs_f64(v / 1e3)))
+    };
+    Ok(Slo { ttft: ms("ttft_ms", s.ttft_ms)?, tpot: ms("tpot_ms", s.tpot_ms)? })
 }
 
 fn arrival(c: &Ctx<'_>, path: &str, a: &RawArrival) -> Result<ArrivalSpec, ConfigError> {

@@ -485,3 +485,368 @@ fn cli_bad_input_keeps_results_already_written() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// llm pools and LLM workload classes.
+
+use routelab::cluster::catalog::{self, Catalog, Dtype, KvCacheConfig};
+use routelab::cluster::latency::{LatencyModel, Roofline, RooflineParams};
+use routelab::cluster::llm::spec::{EngineConfig, LlmPool};
+use routelab::scenario::{PoolKind, Scenario};
+use routelab::time::SimDuration;
+use routelab::workload::trace::TraceFormat;
+
+/// An llm scenario: `classes` and `pools` are the YAML list items (indented by 2).
+fn llm_yaml(classes: &str, pools: &str) -> String {
+    format!(
+        "name: llm\nhorizon: {{ max_requests: 1000 }}\nworkload:\n{classes}cluster:\n  pools:\n\
+         {pools}policies: [round_robin]\n"
+    )
+}
+
+const CHAT: &str = "  - class: chat
+    arrival: { process: poisson, rate_per_s: 10 }
+    prompt_tokens: { dist: lognormal, mean: 1000, cv: 1 }
+    output_tokens: { dist: constant, value: 100 }
+";
+
+fn load_llm(classes: &str, pools: &str) -> Scenario {
+    let yaml = llm_yaml(classes, pools);
+    scenario::load_str(&yaml, "<llm>", &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+fn load_llm_err(classes: &str, pools: &str) -> String {
+    let yaml = llm_yaml(classes, pools);
+    let e = scenario::load_str(&yaml, "<llm>", &LoadOptions::default())
+        .expect_err("scenario should be rejected");
+    let msg = e.to_string();
+    assert!(!msg.contains('\n') && msg.starts_with("<llm>"), "{msg:?}");
+    msg
+}
+
+fn llm_pool(s: &Scenario, i: usize) -> &LlmPool {
+    match &s.pools[i].kind {
+        PoolKind::Llm(l) => l,
+        other => panic!("pool {i} is not llm: {other:?}"),
+    }
+}
+
+#[test]
+fn llm_pool_loads_with_vllm_defaults_and_catalog_sizing() {
+    let s = load_llm(
+        CHAT,
+        "    - { name: h100, kind: llm, replicas: 4, gpu: h100, model: llama-3-8b }\n",
+    );
+    assert_eq!((s.pools[0].replicas, s.pools[0].weight), (4, 1));
+    let l = llm_pool(&s, 0);
+    assert_eq!(l.gpu, "H100-SXM5-80GB");
+    assert_eq!(l.tp, 1);
+    assert_eq!(l.engine, EngineConfig::default());
+    assert_eq!(l.engine.max_num_seqs, 256);
+    assert_eq!(l.engine.max_num_batched_tokens, 8192);
+    assert_eq!(l.engine.block_size, 16);
+    assert!(l.engine.enable_prefix_caching);
+    assert_eq!(l.load_bytes_per_s, 2e9);
+    assert_eq!(l.load_init, SimDuration::from_secs(20));
+    assert_eq!(l.models.len(), 1);
+    let m = &l.models[0];
+    assert_eq!(m.name, "Llama-3-8B");
+    assert_eq!(m.max_model_len, 8192);
+    // bf16 weights and cache, utilisation 0.9: the catalog's own sizing (25,650 blocks by hand).
+    let cat = Catalog::builtin();
+    let (gpu, model) = (cat.gpu("h100").unwrap(), cat.model("llama-3-8b").unwrap());
+    let want = catalog::kv_capacity_blocks(gpu, model, &KvCacheConfig::new(1)).unwrap();
+    assert!(m.kv_capacity_blocks > 0);
+    assert_eq!(u64::from(m.kv_capacity_blocks), want);
+    assert!((25_500..=25_800).contains(&m.kv_capacity_blocks), "{}", m.kv_capacity_blocks);
+    assert_eq!(m.weight_bytes, model.weight_bytes(Dtype::Bf16));
+    let roofline =
+        Roofline::new(gpu, model, 1, Dtype::Bf16, Dtype::Bf16, &RooflineParams::default()).unwrap();
+    assert_eq!(m.latency, LatencyModel::Roofline(roofline));
+    // The class asks for the only model served; tenant defaults to the class name.
+    let c = &s.classes[0];
+    assert_eq!(c.model.as_deref(), Some("Llama-3-8B"));
+    assert_eq!(c.tenant, "chat");
+    assert_eq!((c.slo.ttft, c.slo.tpot), (None, None));
+    assert!(c.service_s.is_none() && c.trace.is_none() && c.session.is_none());
+}
+
+#[test]
+fn llm_pool_keys_override_the_defaults() {
+    let pool = "    - name: big
+      kind: llm
+      replicas: 2
+      weight: 3
+      gpu: H100-SXM5-80GB
+      tp: 4
+      models: [llama-3-70b, Qwen2.5-72B]
+      dtype: fp8
+      kv_dtype: fp8
+      gpu_memory_utilization: 0.85
+      engine:
+        max_num_seqs: 128
+        max_num_batched_tokens: 2048
+        block_size: 32
+        long_prefill_token_threshold: 512
+        enable_prefix_caching: false
+        max_model_len: 4096
+      latency: { model: roofline, eta_memory: 0.8, overhead_s: 0.004 }
+      cold_start: { load_gb_per_s: 10, init_s: 5 }
+";
+    let class = format!("{CHAT}    model: qwen2.5-72b\n");
+    let s = load_llm(&class, pool);
+    assert_eq!(s.pools[0].weight, 3);
+    let l = llm_pool(&s, 0);
+    assert_eq!(l.tp, 4);
+    assert_eq!(
+        l.engine,
+        EngineConfig {
+            max_num_seqs: 128,
+            max_num_batched_tokens: 2048,
+            block_size: 32,
+            long_prefill_token_threshold: 512,
+            enable_prefix_caching: false,
+        }
+    );
+    assert_eq!(l.load_bytes_per_s, 10e9);
+    assert_eq!(l.load_init, SimDuration::from_secs(5));
+    let names: Vec<&str> = l.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Llama-3-70B", "Qwen2.5-72B"]);
+    let cat = Catalog::builtin();
+    let gpu = cat.gpu("h100").unwrap();
+    let params = RooflineParams { eta_memory: 0.8, overhead_s: 0.004, ..RooflineParams::default() };
+    for m in &l.models {
+        let model = cat.model(&m.name).unwrap();
+        assert_eq!(m.max_model_len, 4096);
+        assert_eq!(m.weight_bytes, model.weight_bytes(Dtype::Fp8));
+        let cfg = KvCacheConfig {
+            weight_dtype: Dtype::Fp8,
+            kv_dtype: Dtype::Fp8,
+            gpu_memory_utilization: 0.85,
+            block_size: 32,
+            ..KvCacheConfig::new(4)
+        };
+        let blocks = catalog::kv_capacity_blocks(gpu, model, &cfg).unwrap();
+        assert_eq!(u64::from(m.kv_capacity_blocks), blocks, "{}", m.name);
+        let r = Roofline::new(gpu, model, 4, Dtype::Fp8, Dtype::Fp8, &params).unwrap();
+        assert_eq!(m.latency, LatencyModel::Roofline(r), "{}", m.name);
+    }
+    // Any catalog name of a served model resolves to the canonical one.
+    assert_eq!(s.classes[0].model.as_deref(), Some("Qwen2.5-72B"));
+}
+
+#[test]
+fn llm_pool_linear_latency_and_pinned_kv_capacity() {
+    let pool = "    - name: l4
+      kind: llm
+      replicas: 1
+      gpu: l4
+      model: llama-3.2-1b
+      engine: { num_gpu_blocks_override: 100 }
+      latency:
+        model: linear
+        beta0_s: 0.005
+        beta1_s_per_prefill_token: 1.0e-4
+        beta2_s_per_decode_token: 2.0e-4
+";
+    let s = load_llm(CHAT, pool);
+    let m = &llm_pool(&s, 0).models[0];
+    assert_eq!(m.kv_capacity_blocks, 100, "num_gpu_blocks_override pins the capacity");
+    assert_eq!(m.latency, LatencyModel::linear(0.005, 1e-4, 2e-4, 0.0).unwrap());
+}
+
+#[test]
+fn llm_dtype_defaults_follow_the_model_and_the_gpu() {
+    // Native bf16 on a GPU without bf16 runs in fp16, as vLLM's `dtype: auto` does.
+    let s = load_llm(
+        CHAT,
+        "    - { name: t4, kind: llm, replicas: 1, gpu: t4, model: llama-3.2-1b }\n",
+    );
+    let cat = Catalog::builtin();
+    let (gpu, model) = (cat.gpu("t4").unwrap(), cat.model("llama-3.2-1b").unwrap());
+    let r = Roofline::new(gpu, model, 1, Dtype::Fp16, Dtype::Fp16, &RooflineParams::default());
+    assert_eq!(llm_pool(&s, 0).models[0].latency, LatencyModel::Roofline(r.unwrap()));
+    // Asked for explicitly, bf16 on a T4 is an error naming what works.
+    let msg = load_llm_err(
+        CHAT,
+        "    - { name: t4, kind: llm, replicas: 1, gpu: t4, model: llama-3.2-1b, dtype: bf16 }\n",
+    );
+    assert!(
+        msg.contains("cluster.pools[0].dtype: GPU `T4` has no bf16 support; use fp16"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn custom_gpus_and_models_join_the_catalog() {
+    let yaml = "\
+name: custom
+horizon: { max_requests: 1000 }
+gpus:
+  - { name: my-gpu, memory_gb: 48, mem_bw_gb_per_s: 1000, bf16_dense_tflops: 200 }
+models:
+  - { name: tiny, layers: 2, hidden: 256, ffn_intermediate: 1024, heads: 4, kv_heads: 2,
+      head_dim: 64, vocab: 1000, max_context: 2048, attention: gqa }
+workload:
+  - class: a
+    arrival: { process: poisson, rate_per_s: 10 }
+    prompt_tokens: { dist: constant, value: 100 }
+    output_tokens: { dist: constant, value: 10 }
+cluster:
+  pools:
+    - { name: p, kind: llm, replicas: 1, gpu: MY-GPU, model: tiny }
+policies: [round_robin]
+";
+    let s = scenario::load_str(yaml, "<custom>", &LoadOptions::default()).unwrap();
+    let l = llm_pool(&s, 0);
+    assert_eq!(l.gpu, "my-gpu");
+    assert_eq!((l.models[0].name.as_str(), l.models[0].max_model_len), ("tiny", 2048));
+    assert!(l.models[0].kv_capacity_blocks > 0);
+    // A custom entry may not reuse a built-in name; the error names the entry.
+    let dup = yaml.replace("name: my-gpu", "name: h100").replace("gpu: MY-GPU", "gpu: h100");
+    let e = scenario::load_str(&dup, "<custom>", &LoadOptions::default()).unwrap_err();
+    assert_eq!(e.path, "gpus[0].name", "{e}");
+    assert!(e.message.contains("defined twice"), "{e}");
+}
+
+#[test]
+fn llm_class_keys_are_validated_into_the_class_spec() {
+    let class = "  - class: chat
+    arrival: { process: poisson, rate_per_s: 2 }
+    model: Llama-3.1-8B
+    prompt_tokens: { dist: lognormal, mean: 200, cv: 1 }
+    output_tokens: { dist: pareto, alpha: 1.8, min: 16, max: 4096 }
+    max_tokens: 1024
+    prefix: { groups: 50, group_tokens: 800 }
+    session:
+      turns: { dist: constant, value: 4 }
+      think_time_s: { dist: exponential, mean: 20 }
+    tenant: acme
+    slo: { ttft_ms: 2000, tpot_ms: 100 }
+";
+    let pools = "    - { name: a, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b, engine: { max_model_len: 6000 } }
+    - { name: b, kind: llm, replicas: 1, gpu: a100, model: llama-3-8b }
+";
+    let s = load_llm(class, pools);
+    let c = &s.classes[0];
+    assert_eq!(c.model.as_deref(), Some("Llama-3-8B"));
+    assert_eq!(c.max_tokens, Some(1024));
+    let p = c.prefix.expect("prefix");
+    assert_eq!((p.groups, p.group_tokens, p.zipf_s), (50, 800, 1.0));
+    let session = c.session.as_ref().expect("session");
+    assert_eq!(session.max_context_tokens, 6000, "the smallest max_model_len serving the model");
+    assert_eq!(session.turns.quantile(0.5), 4.0);
+    assert_eq!(c.tenant, "acme");
+    assert_eq!(c.slo.ttft, Some(SimDuration::from_secs(2)));
+    assert_eq!(c.slo.tpot, Some(SimDuration::from_secs_f64(0.1)));
+    // An explicit context cap wins; in a queue cluster the default is unbounded.
+    let capped =
+        class.replace("      think_time_s:", "      max_context_tokens: 3000\n      think_time_s:");
+    let s = load_llm(&capped, pools);
+    assert_eq!(s.classes[0].session.as_ref().unwrap().max_context_tokens, 3000);
+    let queue = format!(
+        "name: q\nhorizon: {{ max_requests: 10 }}\nworkload:\n{}    service_s: {{ dist: constant, value: 1 }}\n\
+         cluster:\n  pools:\n    - {{ name: q, kind: queue, replicas: 1 }}\npolicies: [random]\n",
+        class.replace("    model: Llama-3.1-8B\n", "")
+    );
+    let s = scenario::load_str(&queue, "<q>", &LoadOptions::default()).unwrap();
+    assert_eq!(s.classes[0].model, None);
+    assert_eq!(s.classes[0].session.as_ref().unwrap().max_context_tokens, u32::MAX);
+}
+
+#[test]
+fn trace_classes_resolve_their_file_against_the_scenario() {
+    let dir = TempDir::new("trace");
+    std::fs::create_dir_all(dir.path().join("traces")).unwrap();
+    dir.file(
+        "traces/t.jsonl",
+        b"{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 5, \"hash_ids\": [1]}\n",
+    );
+    let yaml = llm_yaml(
+        "  - class: replay\n    trace: { path: traces/t.jsonl, format: mooncake, time_scale: 2, start_s: 1, duration_s: 60 }\n",
+        "    - { name: p, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b }\n",
+    );
+    let path = dir.file("s.yaml", yaml.as_bytes());
+    let s = scenario::load(&path, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let c = &s.classes[0];
+    assert!(c.arrival.is_none() && c.prompt_tokens.is_none());
+    assert_eq!(c.model.as_deref(), Some("Llama-3-8B"));
+    let t = c.trace.as_ref().expect("trace");
+    assert_eq!(t.path, dir.path().join("traces/t.jsonl"));
+    assert_eq!(t.format, TraceFormat::Mooncake);
+    assert_eq!((t.options.time_scale, t.options.start_s), (2.0, 1.0));
+    assert_eq!(t.options.duration_s, Some(60.0));
+    assert_eq!(t.options.salt, None);
+    // A missing file names the field and where it was looked for.
+    std::fs::remove_file(dir.path().join("traces/t.jsonl")).unwrap();
+    let e = scenario::load(&path, &LoadOptions::default()).unwrap_err().to_string();
+    let looked = dir.path().join("traces/t.jsonl").display().to_string();
+    assert!(e.contains("workload[0].trace.path") && e.contains("file not found"), "{e}");
+    assert!(e.contains(&looked), "{e}");
+}
+
+#[test]
+fn llm_cross_rules_name_the_field() {
+    let h100 = "    - { name: h100, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b }\n";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            &CHAT.replace("    output_tokens: { dist: constant, value: 100 }\n", ""),
+            h100,
+            "workload[0].output_tokens: is missing: llm replicas need token counts",
+        ),
+        (
+            CHAT,
+            "    - { name: a, kind: llm, replicas: 1, gpu: h100, models: [llama-3-8b, mistral-7b] }\n",
+            "workload[0].model: is missing: the cluster serves several models (Llama-3-8B, Mistral-7B-v0.1)",
+        ),
+        (
+            &format!("{CHAT}    model: llama-2-7b\n"),
+            h100,
+            "workload[0].model: = \"llama-2-7b\": no pool serves this model; served: Llama-3-8B",
+        ),
+        (
+            CHAT,
+            "    - { name: a, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b, latency: { model: linear, beta0_s: 0, beta1_s_per_prefill_token: 0, beta2_s_per_decode_token: 0 } }\n",
+            "cluster.pools[0].latency: has every coefficient 0",
+        ),
+        (
+            CHAT,
+            "    - { name: a, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b, cold_start: { load_gb_per_s: 0 } }\n",
+            "cluster.pools[0].cold_start.load_gb_per_s: = 0: must be > 0",
+        ),
+        (
+            &format!("{CHAT}    tenant: \"\"\n"),
+            h100,
+            "workload[0].tenant: is empty",
+        ),
+    ];
+    for (classes, pools, want) in cases {
+        let msg = load_llm_err(classes, pools);
+        assert!(msg.contains(want), "{msg:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn llm_keys_work_with_set_and_sweeps() {
+    let yaml = llm_yaml(
+        CHAT,
+        "    - { name: h100, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b }\n",
+    ) + "sweep: { cluster.pools.0.engine.max_num_seqs: [64, 128] }\n";
+    let cells = scenario::load_cells_str(&yaml, "<llm>", &LoadOptions::default()).unwrap();
+    let seqs: Vec<u32> = cells.iter().map(|s| llm_pool(s, 0).engine.max_num_seqs).collect();
+    assert_eq!(seqs, [64, 128]);
+    // Errors inside a pool's tagged `latency:` keep their exact path after overrides.
+    let opts = LoadOptions {
+        set: vec![
+            "cluster.pools.0.latency.model=roofline".into(),
+            "cluster.pools.0.latency.eta_mem=0.8".into(),
+        ],
+    };
+    let e = scenario::load_str(&yaml, "<llm>", &opts).unwrap_err();
+    assert_eq!(e.path, "cluster.pools[0].latency", "{e}");
+    assert!(e.message.starts_with("unknown field `eta_mem`"), "{e}");
+    let opts = LoadOptions { set: vec!["cluster.pools.0.engine.max_num_batched_tokens=8".into()] };
+    let e = scenario::load_str(&yaml, "<llm>", &opts).unwrap_err();
+    assert_eq!(e.path, "cluster.pools[0].engine.max_num_batched_tokens", "{e}");
+}

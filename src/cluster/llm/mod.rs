@@ -35,9 +35,13 @@
 //! earlier in the list would exhaust the token budget before a later decode, which cannot
 //! happen when `long_prefill_token_threshold` leaves room for `max_num_seqs` decodes).
 //!
-//! Multi-model replicas hold one model at a time. A request for another model is parked; when
-//! the replica has nothing left to do for its current model it loads the model of the oldest
-//! parked request (a cold start: the KV cache is rebuilt empty at the new model's capacity).
+//! Multi-model replicas hold one model at a time (the pool's memory budget holds one set of
+//! weights plus its KV cache). A request for another model is parked; from then on the batch
+//! drains (no admissions), and once it is empty the replica evicts the idle model and loads the
+//! model of the oldest parked request (a cold start of `init + weights / load bandwidth`; the
+//! KV cache restarts empty at the new model's capacity). Requests still waiting for the old
+//! model queue up behind the parked ones. Routers that prefer replicas with the model loaded
+//! avoid this thrash; round-robin over a multi-model pool shows it.
 //!
 //! Invariants: KV block conservation (checked by [`LlmReplica::check_kv`]); a replica is idle
 //! (no iteration in flight) only when it has no running request and nothing admissible waiting;
@@ -144,6 +148,8 @@ struct Seq {
     hashes: Vec<u64>,
     prev: u32,
     next: u32,
+    /// Arrival order at this replica.
+    order: u64,
 }
 
 impl Seq {
@@ -169,6 +175,7 @@ impl Seq {
             hashes: Vec::new(),
             prev: NIL,
             next: NIL,
+            order: 0,
         }
     }
 }
@@ -231,6 +238,7 @@ pub struct LlmReplica {
     chunks: Vec<(u32, u32, u32)>,
     hash_buf: Vec<u64>,
     kv_last: SimTime,
+    enqueued: u64,
     /// Counters.
     pub stats: ReplicaStats,
     min_iteration: SimDuration,
@@ -287,6 +295,7 @@ impl LlmReplica {
             chunks: Vec::new(),
             hash_buf: Vec::new(),
             kv_last: SimTime::ZERO,
+            enqueued: 0,
             stats: ReplicaStats::default(),
             min_iteration: SimDuration::ZERO,
             models,
@@ -338,9 +347,12 @@ impl LlmReplica {
         self.loading.is_some()
     }
 
-    /// Work-conservation check: idle while something admissible waits.
+    /// Work-conservation check: idle while something admissible waits (or a wanted model is
+    /// not being loaded).
     pub fn idle_with_work(&self) -> bool {
-        !self.busy && self.loading.is_none() && (self.waiting_len > 0 || self.n_running > 0)
+        !self.busy
+            && self.loading.is_none()
+            && (self.waiting_len > 0 || self.n_running > 0 || self.parked_len > 0)
     }
 
     /// Checks KV block conservation and the replica's own bookkeeping.
@@ -390,6 +402,8 @@ impl LlmReplica {
         s.trace_hashes.clear();
         s.trace_hashes.extend_from_slice(trace_hashes);
         s.hashes.clear();
+        s.order = self.enqueued;
+        self.enqueued += 1;
         let gen = s.gen;
         if inc.model == self.loaded && self.loading.is_none() {
             s.state = State::Waiting;
@@ -409,13 +423,63 @@ impl LlmReplica {
         if self.busy || self.loading.is_some() {
             return Kick::Nothing;
         }
+        if self.swap_due() && self.n_running == 0 {
+            // The oldest request wants another model and the batch has drained: requests
+            // still waiting for the current model join the parked ones (in arrival order) and
+            // the replica swaps.
+            let mut moved: Vec<(u32, u32)> = Vec::with_capacity(self.waiting.len());
+            while let Some((slot, gen)) = self.waiting.pop_front() {
+                let s = &mut self.seqs[slot as usize];
+                if s.gen == gen && s.state == State::Waiting {
+                    s.state = State::Parked;
+                    moved.push((slot, gen));
+                }
+            }
+            self.parked_len += self.waiting_len;
+            self.waiting_len = 0;
+            let mut all: Vec<(u32, u32)> = self.parked.drain(..).chain(moved).collect();
+            let seqs = &self.seqs;
+            all.sort_by_key(|&(slot, gen)| {
+                let s = &seqs[slot as usize];
+                (s.gen != gen || s.state != State::Parked, s.order)
+            });
+            self.parked = all.into();
+            return self.maybe_load(now, w, out);
+        }
         if self.waiting_len > 0 || self.n_running > 0 {
             return match self.schedule(now, w, out) {
                 Some(t) => Kick::Iteration(t),
                 None => Kick::Nothing,
             };
         }
-        self.maybe_load(now, w, out)
+        Kick::Nothing
+    }
+
+    /// Order of the oldest live entry of `q` (dropping stale fronts), if any.
+    fn front_order(seqs: &[Seq], q: &mut VecDeque<(u32, u32)>, state: State) -> Option<u64> {
+        while let Some(&(slot, gen)) = q.front() {
+            let s = &seqs[slot as usize];
+            if s.gen == gen && s.state == state {
+                return Some(s.order);
+            }
+            q.pop_front();
+        }
+        None
+    }
+
+    /// Whether the oldest pending request is parked for another model (so the batch drains
+    /// and the replica swaps once it is empty).
+    fn swap_due(&mut self) -> bool {
+        if self.parked_len == 0 {
+            return false;
+        }
+        let Some(p) = Self::front_order(&self.seqs, &mut self.parked, State::Parked) else {
+            return false;
+        };
+        match Self::front_order(&self.seqs, &mut self.waiting, State::Waiting) {
+            Some(wo) => p < wo,
+            None => true,
+        }
     }
 
     fn maybe_load(&mut self, now: SimTime, w: Window, out: &mut Vec<Effect>) -> Kick {
@@ -427,9 +491,12 @@ impl LlmReplica {
             }
             let m = s.model;
             if m == self.loaded {
-                // Parked while a load was in progress, for the model now loaded.
+                // Defensive: the oldest parked request wants the loaded model.
                 self.unpark(m);
-                return self.kick(now, w, out);
+                return match self.schedule(now, w, out) {
+                    Some(t) => Kick::Iteration(t),
+                    None => Kick::Nothing,
+                };
             }
             self.account_kv(now, w);
             self.loading = Some(m);
@@ -621,7 +688,12 @@ impl LlmReplica {
         self.prefilling.retain(|&slot| seqs[slot as usize].state == State::Prefill);
         // 2. Admissions (none in a step that preempted, unless nothing else would run).
         loop {
-            while !preempted && budget > 0 && self.n_running < self.cfg.max_num_seqs {
+            // While an older request waits for another model, the batch drains: no admissions.
+            while !preempted
+                && !self.swap_due()
+                && budget > 0
+                && self.n_running < self.cfg.max_num_seqs
+            {
                 let Some(&(slot, gen)) = self.waiting.front() else { break };
                 let s = &self.seqs[slot as usize];
                 if s.gen != gen || s.state != State::Waiting {
@@ -654,7 +726,8 @@ impl LlmReplica {
             shape.prefill_cached_tokens += c.prefill_cached_tokens;
         }
         shape.decode_tokens = u64::from(self.n_decode);
-        shape.decode_context_tokens = (self.decode_base + i64::from(self.n_decode) * k as i64) as u64;
+        shape.decode_context_tokens =
+            (self.decode_base + i64::from(self.n_decode) * k as i64) as u64;
         if shape.tokens() == 0 {
             return None;
         }

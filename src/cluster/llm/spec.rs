@@ -74,6 +74,7 @@ pub struct LlmPool {
 impl LlmPool {
     /// Time to load model `m` on one replica.
     pub fn cold_start(&self, m: usize) -> SimDuration {
-        self.load_init + SimDuration::from_secs_f64(self.models[m].weight_bytes / self.load_bytes_per_s)
+        self.load_init
+            + SimDuration::from_secs_f64(self.models[m].weight_bytes / self.load_bytes_per_s)
     }
 }

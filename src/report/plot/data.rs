@@ -89,8 +89,8 @@ pub struct ScenarioData {
     pub series: Vec<Series>,
     /// Most replications of any row.
     pub replications: u32,
-    /// Summary rows of this scenario with their `gpu_hours` (when the column exists).
-    pub rows: Vec<(SummaryRow, Option<Val>)>,
+    /// Summary rows of this scenario.
+    pub rows: Vec<SummaryRow>,
     /// TTFT quantile curves per (cell, series index), replications averaged.
     pub ttft_quantiles: BTreeMap<(u32, usize), QuantileCurve>,
     /// Time series of the chosen run per series index (first cell, lowest replication).
@@ -100,15 +100,13 @@ pub struct ScenarioData {
 }
 
 impl ScenarioData {
-    /// The summary value of `metric` for `cell` and series `s`.
+    /// The summary value of `metric` for `cell` and series `s` (`None` when undefined, e.g.
+    /// an LLM metric of a queue cluster, or not finite).
     pub fn value(&self, cell: u32, s: usize, metric: &str) -> Option<Val> {
         let key = &self.series[s].key;
-        let (row, gpu) = self.rows.iter().find(|(r, _)| {
+        let row = self.rows.iter().find(|r| {
             r.key.cell == cell && r.key.policy == key.policy && r.key.autoscaler == key.autoscaler
         })?;
-        if metric == "gpu_hours" {
-            return *gpu;
-        }
         let i = crate::report::metric_index(metric)?;
         let v = row.values[i];
         let mean = v.mean.filter(|m| m.is_finite())?;
@@ -235,34 +233,6 @@ fn bad(path: &Path, msg: impl Into<String>) -> ConfigError {
     ConfigError::file(&path.display().to_string(), msg)
 }
 
-/// The `gpu_hours` mean and CI of each summary row, in row order (`None` without the column).
-fn gpu_hours(text: &str) -> Result<Option<Vec<Option<Val>>>, String> {
-    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
-    let h = rdr.headers().map_err(|e| format!("cannot read the header: {e}"))?.clone();
-    let Some(m) = h.iter().position(|c| c == "gpu_hours") else { return Ok(None) };
-    let ci = h.iter().position(|c| c == "gpu_hours_ci95");
-    let mut out = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| format!("malformed CSV: {e}"))?;
-        let line = rec.position().map_or(0, |p| p.line());
-        let num = |i: usize| -> Result<Option<f64>, String> {
-            match rec.get(i).unwrap_or("") {
-                "" => Ok(None),
-                s => s.parse::<f64>().map(|x| Some(x).filter(|x| x.is_finite())).map_err(|_| {
-                    format!("line {line}: column `{}` = {s:?} is not a number", &h[i])
-                }),
-            }
-        };
-        let mean = num(m)?;
-        let ci = match ci {
-            Some(i) => num(i)?,
-            None => None,
-        };
-        out.push(mean.map(|mean| Val { mean, ci }));
-    }
-    Ok(Some(out))
-}
-
 /// Reads the result directory `dir`: one [`ScenarioData`] per scenario, in file order.
 pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
     if !dir.is_dir() {
@@ -273,14 +243,12 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
     }
     let summary_path = dir.join("summary.csv");
     let runs_path = dir.join("runs.csv");
-    let (rows, gpu) = if let Some(text) = read_text(&summary_path)? {
-        let rows = csv_in::read_summary(&text).map_err(|e| bad(&summary_path, e))?;
-        let gpu = gpu_hours(&text).map_err(|e| bad(&summary_path, e))?;
-        (rows, gpu)
+    let rows = if let Some(text) = read_text(&summary_path)? {
+        csv_in::read_summary(&text).map_err(|e| bad(&summary_path, e))?
     } else if let Some(text) = read_text(&runs_path)? {
         let mut runs = csv_in::read_runs(&text).map_err(|e| bad(&runs_path, e))?;
         runs.sort_by(|a, b| a.key.cmp(&b.key));
-        (summarize(&runs), None)
+        summarize(&runs)
     } else {
         return Err(bad(
             &summary_path,
@@ -291,7 +259,7 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
     // Series colours follow first appearance across the whole directory.
     let mut palette_order: Vec<SeriesKey> = Vec::new();
     let mut scenario_order: Vec<String> = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
+    for r in &rows {
         let k = SeriesKey { policy: r.key.policy.clone(), autoscaler: r.key.autoscaler.clone() };
         if !palette_order.contains(&k) {
             palette_order.push(k);
@@ -299,18 +267,13 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
         if !scenario_order.contains(&r.key.scenario) {
             scenario_order.push(r.key.scenario.clone());
         }
-        let _ = i;
     }
 
     let mut out: Vec<ScenarioData> = scenario_order
         .iter()
         .map(|name| {
-            let mine: Vec<(SummaryRow, Option<Val>)> = rows
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| &r.key.scenario == name)
-                .map(|(i, r)| (r.clone(), gpu.as_ref().and_then(|g| g.get(i).copied().flatten())))
-                .collect();
+            let mine: Vec<SummaryRow> =
+                rows.iter().filter(|r| &r.key.scenario == name).cloned().collect();
             scenario(name, mine, &palette_order)
         })
         .collect();
@@ -320,14 +283,10 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
     Ok(out)
 }
 
-fn scenario(
-    name: &str,
-    rows: Vec<(SummaryRow, Option<Val>)>,
-    palette: &[SeriesKey],
-) -> ScenarioData {
+fn scenario(name: &str, rows: Vec<SummaryRow>, palette: &[SeriesKey]) -> ScenarioData {
     let mut cells: BTreeMap<u32, Cell> = BTreeMap::new();
     let mut keys: Vec<SeriesKey> = Vec::new();
-    for (r, _) in &rows {
+    for r in &rows {
         cells.entry(r.key.cell).or_insert_with(|| Cell {
             index: r.key.cell,
             params: r.key.params.clone(),
@@ -355,7 +314,7 @@ fn scenario(
         name: name.to_string(),
         cells: cells.into_values().collect(),
         series,
-        replications: rows.iter().map(|(r, _)| r.replications).max().unwrap_or(0),
+        replications: rows.iter().map(|r| r.replications).max().unwrap_or(0),
         rows,
         ttft_quantiles: BTreeMap::new(),
         timeseries: BTreeMap::new(),

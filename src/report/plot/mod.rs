@@ -34,9 +34,8 @@
 //!   are drawn as averages over equal windows (the subtitle gives the window).
 //! - `cost_vs_ttft`: GPU-hours against p95 TTFT per (policy, cell), CI whiskers both ways,
 //!   with the Pareto front (no other point is both cheaper and faster) ringed, numbered and
-//!   listed in the legend. Drawn only when `summary.csv` has a `gpu_hours` column (and
-//!   optionally `gpu_hours_ci95`): GPU-hours are not computed yet, so this plot does not
-//!   appear yet.
+//!   listed in the legend. Drawn only for rows with a `gpu_hours` value: scenarios with `llm`
+//!   replicas; queue clusters leave the column empty, so their results skip this plot.
 //!
 //! PNG text uses the bundled DejaVu Sans (`assets/fonts/`) through plotters' pure-Rust
 //! `ab_glyph` path, so no system font library or installed font is needed; SVG text names the
@@ -138,7 +137,7 @@ fn write_png(plot: &charts::Plot, dir: &Path) -> Result<PathBuf, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{csv_out, summarize, RunKey, RunRow, METRICS};
+    use crate::report::{csv_out, summarize, RunKey, RunRow, LLM_METRICS, METRICS};
 
     /// A fresh, empty directory under the system temp dir.
     fn temp_dir(tag: &str) -> PathBuf {
@@ -162,6 +161,8 @@ mod tests {
                         .map(|d| match d.name {
                             "throughput_rps" => Some(rate.min(100.0) - f64::from(rep)),
                             n if n.contains("_ms_") => Some(10.0 * scale),
+                            // A queue cluster: the LLM metrics are undefined.
+                            n if LLM_METRICS.contains(&n) => None,
                             _ => Some(1.0),
                         })
                         .collect();
@@ -290,24 +291,27 @@ mod tests {
     }
 
     #[test]
-    fn cost_plot_appears_with_a_gpu_hours_column() {
+    fn cost_plot_appears_with_gpu_hours_values() {
+        // All-empty `gpu_hours` (queue clusters): no cost plot.
         let d = result_dir("cost", &[50.0], false);
-        let path = d.join("summary.csv");
-        let text = std::fs::read_to_string(&path).expect("read");
-        let mut out = String::new();
-        for (i, line) in text.lines().enumerate() {
-            let extra = if i == 0 {
-                "gpu_hours,gpu_hours_ci95".to_string()
-            } else {
-                format!("{}.5,0.25", 10 - i)
-            };
-            out.push_str(&format!("{line},{extra}\n"));
+        let files = draw_dir(&d).expect("draws");
+        assert!(!names(&files).iter().any(|n| n.contains("cost_vs_ttft")), "{files:?}");
+        // With values (LLM clusters), from summary.csv and from runs.csv alone.
+        let gi = crate::report::metric_index("gpu_hours").expect("gpu_hours is a metric");
+        let mut rows = runs(&[50.0]);
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.values[gi] = Some(10.0 - (i / 2) as f64 + 0.1 * (i % 2) as f64);
         }
-        std::fs::write(&path, out).expect("write");
+        std::fs::write(d.join("runs.csv"), csv_out::runs_csv(&rows)).expect("write");
+        std::fs::write(d.join("summary.csv"), csv_out::summary_csv(&summarize(&rows)))
+            .expect("write");
         let files = draw_dir(&d).expect("draws");
         assert!(names(&files).contains(&"tiny-cost_vs_ttft.png".to_string()), "{files:?}");
         let svg = std::fs::read_to_string(d.join("plots/tiny-cost_vs_ttft.svg")).expect("svg");
         assert!(svg.contains("GPU-hours") && svg.contains("Pareto front"));
+        std::fs::remove_file(d.join("summary.csv")).expect("rm");
+        let files = draw_dir(&d).expect("draws from runs.csv");
+        assert!(names(&files).contains(&"tiny-cost_vs_ttft.svg".to_string()), "{files:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
