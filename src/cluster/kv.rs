@@ -44,7 +44,7 @@
 //! [`NoSpace`]. Costs are O(blocks touched × log(cached hashes)); sequence slots and block
 //! tables are recycled, so steady-state operation does not allocate (apart from B-tree nodes).
 
-use std::collections::BTreeMap;
+use super::hash_index::HashIndex;
 
 const NIL: u32 = u32::MAX;
 
@@ -123,7 +123,7 @@ pub struct KvCache {
     cached: u32,
     allocated: u32,
     free: Vec<u32>,
-    map: BTreeMap<u64, u32>,
+    map: HashIndex,
     seqs: Vec<Seq>,
     free_seqs: Vec<u32>,
     mark: Vec<u32>,
@@ -153,7 +153,7 @@ impl KvCache {
             allocated: 0,
             // Reversed so that blocks are handed out in id order 0, 1, 2, ...
             free: (0..cfg.capacity_blocks).rev().collect(),
-            map: BTreeMap::new(),
+            map: HashIndex::new(),
             seqs: Vec::new(),
             free_seqs: Vec::new(),
             mark: vec![0; n],
@@ -220,7 +220,7 @@ impl KvCache {
         if !self.cfg.enable_prefix_caching {
             return 0;
         }
-        hashes.iter().take_while(|h| self.map.contains_key(h)).count()
+        hashes.iter().take_while(|&&h| self.map.contains_key(h)).count()
     }
 
     /// Admits a sequence of `tokens` tokens whose block *i* has hash `hashes[i]` (the hashes
@@ -241,7 +241,7 @@ impl KvCache {
         let mut hits = std::mem::take(&mut self.scratch);
         hits.clear();
         for (i, h) in hashes.iter().enumerate() {
-            let hit = self.map.get(h).copied();
+            let hit = self.map.get(*h);
             hits.push(hit.unwrap_or(NIL));
             if let Some(b) = hit {
                 found += 1;
@@ -280,8 +280,7 @@ impl KvCache {
             *slot_block = b;
             if let Some(&h) = hashes.get(i) {
                 // An absent hash repeated within this request registers its first block only.
-                if let std::collections::btree_map::Entry::Vacant(e) = self.map.entry(h) {
-                    e.insert(b);
+                if self.map.insert_if_absent(h, b) {
                     self.hash[b as usize] = Some(h);
                 }
             }
@@ -346,7 +345,7 @@ impl KvCache {
                 let blocks = &mut self.seqs[seq.0 as usize].blocks;
                 *blocks.last_mut().expect("partial block exists") = fresh;
             } else if let Some(h) = self.hash[b as usize].take() {
-                self.map.remove(&h);
+                self.map.remove(h);
             }
         }
         let hashes = if self.cfg.enable_prefix_caching { hashes } else { &[][..] };
@@ -355,8 +354,7 @@ impl KvCache {
             let i = self.seqs[seq.0 as usize].blocks.len();
             self.seqs[seq.0 as usize].blocks.push(b);
             if let Some(&h) = hashes.get(i) {
-                if let std::collections::btree_map::Entry::Vacant(e) = self.map.entry(h) {
-                    e.insert(b);
+                if self.map.insert_if_absent(h, b) {
                     self.hash[b as usize] = Some(h);
                 }
             }
@@ -453,7 +451,7 @@ impl KvCache {
                 return Err(format!("block {i} in an inconsistent state {state:?}"));
             }
             if let Some(h) = self.hash[i] {
-                if self.map.get(&h) != Some(&(i as u32)) {
+                if self.map.get(h) != Some(i as u32) {
                     return Err(format!("block {i}'s hash is not mapped to it"));
                 }
             }
@@ -503,7 +501,7 @@ impl KvCache {
                 self.lru_remove(b);
                 self.cached -= 1;
                 if let Some(h) = self.hash[b as usize].take() {
-                    self.map.remove(&h);
+                    self.map.remove(h);
                 }
                 b
             }

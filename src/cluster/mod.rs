@@ -11,6 +11,7 @@
 //! slots[r]`; a replica never has a free slot while a live request waits (work conservation).
 
 pub mod catalog;
+pub mod hash_index;
 pub mod kv;
 pub mod latency;
 pub mod llm;

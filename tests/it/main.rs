@@ -7,6 +7,7 @@ mod determinism;
 mod invariants;
 mod lab;
 mod limits;
+mod llm_invariants;
 mod policies;
 mod prefix_cache;
 mod queueing;
