@@ -2,6 +2,8 @@
 //! loop, routing, metrics, row building) on M/M/8 at load 0.8, next to a minimal hand-written
 //! BinaryHeap DES of the same model as the yardstick.
 //!
+//! The `llm` group runs the one-million-request LLM scenario of the README.
+//!
 //! Run: `cargo bench --bench engine`. Figures go into the README's performance table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -112,5 +114,18 @@ fn sweep(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, engine, sweep);
+/// The LLM engine at scale: `scenarios/bench/llm-1m.yaml` (1M requests, 32 Llama-3-8B/H100
+/// replicas at ~80% load, shared prefixes), single-threaded. Throughput = simulated requests.
+fn llm(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bench/llm-1m.yaml");
+    let s = routelab::scenario::load(&path, &LoadOptions::default()).expect("valid bench scenario");
+    let plan = experiment::plan(vec![s], None);
+    let mut g = c.benchmark_group("llm_1m_requests_32xh100");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1_000_000));
+    g.bench_function("routelab_run", |b| b.iter(|| experiment::execute(&plan, 1).len()));
+    g.finish();
+}
+
+criterion_group!(benches, engine, sweep, llm);
 criterion_main!(benches);

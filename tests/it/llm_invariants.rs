@@ -308,7 +308,8 @@ fn random_llm_scenario(seed: u64) -> (String, Traits) {
     };
     // Three policies per scenario, rotating through the registry.
     let n = ROUTERS.len();
-    let policies: Vec<&str> = (0..3.min(n)).map(|j| ROUTERS[(seed as usize * 3 + j) % n].name).collect();
+    let policies: Vec<&str> =
+        (0..3.min(n)).map(|j| ROUTERS[(seed as usize * 3 + j) % n].name).collect();
     let yaml = format!(
         "name: llm-swarm-{seed}\nseed: {seed}\nhorizon: {horizon}\n{warmup}workload:\n{classes}cluster:\n  pools:\n{pools}policies: [{}]\n",
         policies.join(", ")
@@ -368,7 +369,9 @@ fn llm_invariants_hold_over_random_scenarios() {
         .into_par_iter()
         .map(|(seed, yaml, t)| {
             let s = load_str(&yaml, &format!("llm swarm seed {seed}"), &LoadOptions::default())
-                .unwrap_or_else(|e| panic!("seed {seed}: generated scenario rejected: {e}\n{yaml}"));
+                .unwrap_or_else(|e| {
+                    panic!("seed {seed}: generated scenario rejected: {e}\n{yaml}")
+                });
             let out = run_all(&s);
             (seed, yaml, t, out)
         })
@@ -469,9 +472,10 @@ fn check_run(o: &Outcome, t: &Traits, arrivals0: &mut Option<u64>) -> Vec<String
     // policy sees the same arrivals.
     if !t.sessions {
         match arrivals0 {
-            Some(a) if *a != o.rec.all.arrivals => {
-                bad.push(format!("arrivals {} differ from the first policy's {a}", o.rec.all.arrivals))
-            }
+            Some(a) if *a != o.rec.all.arrivals => bad.push(format!(
+                "arrivals {} differ from the first policy's {a}",
+                o.rec.all.arrivals
+            )),
             _ => *arrivals0 = Some(o.rec.all.arrivals),
         }
     }
