@@ -16,7 +16,10 @@
 //!    a heap ([`engine::queue`]), requests in a slab ([`engine::request`]), the single
 //!    dispatch `match` in the run loop. The [`workload`] generates arrivals lazily per class from
 //!    named random streams ([`rng`]); the [`gateway`] routes each request with a policy from the
-//!    registry in [`policy::routing`]; the [`cluster`] holds replicas and their queues.
+//!    registry in [`policy::routing`]; the [`cluster`] holds replicas: `queue` servers, or
+//!    `llm` engines ([`cluster::llm`]: vLLM-v1 scheduling over a KV block manager with prefix
+//!    caching, [`cluster::kv`], timed by a latency model, [`cluster::latency`], built from the
+//!    GPU and model catalogs, [`cluster::catalog`]).
 //! 4. [`metrics`] records outcomes and latencies and checks invariants at the end of the run;
 //!    [`report`] turns outputs into rows, summaries, CSV, markdown and the manifest.
 //!

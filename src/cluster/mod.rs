@@ -1,4 +1,5 @@
-//! The cluster: replicas, their lifecycle, and the per-replica queues of `queue` pools.
+//! The cluster: replicas, their lifecycle, the per-replica queues of `queue` pools, and the
+//! engines of `llm` pools ([`llm`]).
 //!
 //! Replicas are numbered 0.. in pool order. Per-replica state is kept as parallel vectors
 //! (`queued`, `in_service`, `weights`, ...) so routers can read it as slices without copying.
