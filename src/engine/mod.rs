@@ -63,6 +63,8 @@ pub struct Sample {
     pub in_flight: u64,
     /// Completions per second since the previous sample.
     pub completions_per_s: f64,
+    /// Mean over `llm` replicas of KV blocks in use / capacity (`None` for queue clusters).
+    pub kv_util: Option<f64>,
 }
 
 /// Most samples kept per run; sampling stops beyond it.
@@ -203,7 +205,7 @@ impl<'a> Sim<'a> {
 
     fn run(&mut self) -> Result<(), RunFailure> {
         for c in 0..self.classes.len() {
-            self.schedule_next_arrival(c as u16);
+            self.schedule_next_arrival(c as u16)?;
         }
         if let Some(i) = self.sc.timeseries_interval {
             self.queue.push(SimTime::ZERO + i, Event::Sample);
@@ -238,12 +240,24 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    fn schedule_next_arrival(&mut self, class: u16) {
+    /// Schedules class `class`'s next open-loop arrival, or closes the class when its arrivals
+    /// end. A trace read error that ended them fails the run: validation reads every trace
+    /// window beforehand, so this is unreachable unless the file changed since — but it is
+    /// never silent.
+    fn schedule_next_arrival(&mut self, class: u16) -> Result<(), RunFailure> {
         let cs = &mut self.classes[class as usize];
         if !cs.open {
-            return;
+            return Ok(());
         }
         let next = cs.gen.next_after(self.now);
+        if next.is_none() {
+            if let Some(e) = cs.gen.take_error() {
+                return Err(RunFailure::Invariant(format!(
+                    "workload[{class}] ({}): trace read failed during the run: {e}",
+                    self.sc.classes[class as usize].name
+                )));
+            }
+        }
         let within = match (next, self.sc.horizon.duration) {
             (Some(t), Some(d)) => t < SimTime::ZERO + d,
             (Some(_), None) => true,
@@ -253,6 +267,7 @@ impl<'a> Sim<'a> {
             Some(t) if within => self.queue.push(t, Event::Arrival { class }),
             _ => self.close_class(class),
         }
+        Ok(())
     }
 
     fn close_class(&mut self, class: u16) {
@@ -321,7 +336,7 @@ impl<'a> Sim<'a> {
         if self.sc.horizon.max_requests == Some(self.arrivals) {
             self.close_arrivals();
         } else if open_loop {
-            self.schedule_next_arrival(class);
+            self.schedule_next_arrival(class)?;
         }
         if self.slab.live() >= self.sc.limits.max_in_flight {
             return Err(RunFailure::InFlightLimit(self.sc.limits.max_in_flight));
@@ -705,6 +720,16 @@ impl<'a> Sim<'a> {
             in_flight: self.slab.live(),
             completions_per_s: (done - self.completed_at_last_sample) as f64
                 / interval.as_secs_f64(),
+            kv_util: self.cluster.is_llm().then(|| {
+                let e = &self.cluster.llm;
+                e.iter()
+                    .map(|r| {
+                        f64::from(r.kv_allocated_blocks())
+                            / f64::from(r.kv_capacity_blocks().max(1))
+                    })
+                    .sum::<f64>()
+                    / e.len() as f64
+            }),
         });
         self.completed_at_last_sample = done;
         if self.samples.len() < MAX_SAMPLES {

@@ -25,7 +25,8 @@ pub fn quantiles_header() -> Vec<&'static str> {
 
 /// Header of `timeseries.csv`.
 pub fn timeseries_header() -> Vec<&'static str> {
-    [KEY_COLUMNS, &["t_s", "queued", "in_service", "in_flight", "completions_per_s"]].concat()
+    [KEY_COLUMNS, &["t_s", "queued", "in_service", "in_flight", "completions_per_s", "kv_util"]]
+        .concat()
 }
 
 fn key_fields(k: &RunKey) -> Vec<String> {
@@ -72,6 +73,7 @@ pub fn timeseries_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
             rec.push(s.in_service.to_string());
             rec.push(s.in_flight.to_string());
             rec.push(fmt_value(Some(s.completions_per_s), 3));
+            rec.push(fmt_value(s.kv_util, 4));
             rec
         })
         .collect()

@@ -15,7 +15,8 @@
 //! trace), no `service_s`, and a model some pool serves (filled in when only one is served, so
 //! `ClassSpec::model` is always `Some` there); a queue cluster refuses `model`. A trace class has
 //! no `arrival`, lengths, `prefix` or `session`, and its file must exist (resolved against the
-//! scenario file's directory).
+//! scenario file's directory), parse cleanly over the replayed window and hold at least one
+//! request in it (read once here, so a bad line is bad input, never a mid-run failure).
 
 use super::raw::*;
 use super::{Horizon, Limits, PolicySpec, PoolKind, PoolSpec, Scenario, Warmup};
@@ -929,14 +930,71 @@ fn trace(c: &Ctx<'_>, path: &str, t: &RawTrace) -> Result<TraceSpec, ConfigError
         None => 0.0,
     };
     let duration_s = t.duration_s.map(|v| c.positive(&p("duration_s"), v)).transpose()?;
-    Ok(TraceSpec {
+    let spec = TraceSpec {
         path: resolved,
         format: match t.format {
             RawTraceFormat::Azure => TraceFormat::Azure,
             RawTraceFormat::Mooncake => TraceFormat::Mooncake,
         },
         options: TraceOptions { time_scale, start_s, duration_s, salt: None },
-    })
+    };
+    scan_trace(c, &p("path"), &t.path, &spec)?;
+    Ok(spec)
+}
+
+/// Reads the replayed window of a trace once (streaming, O(one line) of memory), so that a
+/// malformed line is bad input naming the trace's `file:line` rather than a failure in the
+/// middle of a run, and refuses a window without a single request. Reading stops at the first
+/// row past the window, here as in the run (later rows are never read). A window that passed is remembered for the process (keyed by
+/// the file's size and modification time), so a sweep's cells do not read it again.
+fn scan_trace(c: &Ctx<'_>, path: &str, given: &str, spec: &TraceSpec) -> Result<(), ConfigError> {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    type Key = (std::path::PathBuf, bool, u64, Option<u64>, u64, Option<std::time::SystemTime>);
+    static SCANNED: Mutex<BTreeSet<Key>> = Mutex::new(BTreeSet::new());
+    let o = &spec.options;
+    let meta = std::fs::metadata(&spec.path).ok();
+    let key: Key = (
+        spec.path.clone(),
+        spec.format == TraceFormat::Mooncake,
+        o.start_s.to_bits(),
+        o.duration_s.map(f64::to_bits),
+        meta.as_ref().map_or(0, |m| m.len()),
+        meta.and_then(|m| m.modified().ok()),
+    );
+    if SCANNED.lock().is_ok_and(|s| s.contains(&key)) {
+        return Ok(());
+    }
+    let bad = |e: trace::TraceError| {
+        c.err(path, format!("= {given:?}: {e} (fix the trace file or select another window)"))
+    };
+    let mut requests = 0u64;
+    for r in trace::TraceReader::open(&spec.path, spec.format, *o).map_err(bad)? {
+        r.map_err(bad)?;
+        requests += 1;
+    }
+    if requests == 0 {
+        let clock = "the trace's own clock (seconds from its first request)";
+        return Err(c.err(
+            path,
+            match o.duration_s {
+                Some(d) => format!(
+                    "= {given:?}: no request in [start_s, start_s + duration_s) = [{} s, {} s) \
+                     of {clock}: lower start_s or raise duration_s",
+                    num(o.start_s),
+                    num(o.start_s + d)
+                ),
+                None => format!(
+                    "= {given:?}: no request at or after start_s = {} s on {clock}: lower start_s",
+                    num(o.start_s)
+                ),
+            },
+        ));
+    }
+    if let Ok(mut s) = SCANNED.lock() {
+        s.insert(key);
+    }
+    Ok(())
 }
 
 fn prefix(c: &Ctx<'_>, path: &str, x: &RawPrefix) -> Result<PrefixSpec, ConfigError> {

@@ -761,7 +761,8 @@ fn trace_classes_resolve_their_file_against_the_scenario() {
     std::fs::create_dir_all(dir.path().join("traces")).unwrap();
     dir.file(
         "traces/t.jsonl",
-        b"{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 5, \"hash_ids\": [1]}\n",
+        b"{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 5, \"hash_ids\": [1]}\n\
+          {\"timestamp\": 2000, \"input_length\": 10, \"output_length\": 5, \"hash_ids\": [1]}\n",
     );
     let yaml = llm_yaml(
         "  - class: replay\n    trace: { path: traces/t.jsonl, format: mooncake, time_scale: 2, start_s: 1, duration_s: 60 }\n",
@@ -784,6 +785,68 @@ fn trace_classes_resolve_their_file_against_the_scenario() {
     let looked = dir.path().join("traces/t.jsonl").display().to_string();
     assert!(e.contains("workload[0].trace.path") && e.contains("file not found"), "{e}");
     assert!(e.contains(&looked), "{e}");
+}
+
+/// Mooncake rows for [`trace_windows_are_read_when_the_scenario_loads`].
+fn mooncake_row(timestamp_ms: u64) -> String {
+    format!(
+        "{{\"timestamp\": {timestamp_ms}, \"input_length\": 40, \"output_length\": 3, \"hash_ids\": [1]}}\n"
+    )
+}
+
+#[test]
+fn trace_windows_are_read_when_the_scenario_loads() {
+    let dir = TempDir::new("trace-scan");
+    let good: String = [0, 1000, 2000].map(mooncake_row).concat();
+    let bad_fourth = format!("{good}{{\"timestamp\": 3000, \"input_length\"\n");
+    let yaml = |window: &str| {
+        llm_yaml(
+            &format!(
+                "  - class: replay\n    trace: {{ path: t.jsonl, format: mooncake{window} }}\n"
+            ),
+            "    - { name: p, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b }\n",
+        )
+    };
+    let trace = dir.file("t.jsonl", bad_fourth.as_bytes());
+    let shown = trace.display().to_string();
+    let load = |window: &str| {
+        let path = dir.file("s.yaml", yaml(window).as_bytes());
+        scenario::load(&path, &LoadOptions::default()).map_err(|e| e.to_string())
+    };
+    // A malformed line inside the window is bad input naming the field and the trace's line.
+    let e = load("").expect_err("malformed line 4");
+    assert!(!e.contains('\n'), "{e:?}");
+    assert!(e.contains("workload[0].trace.path: = \"t.jsonl\": "), "{e}");
+    assert!(e.contains(&format!("{shown}:4: not a Mooncake JSON record")), "{e}");
+    // Reading stops at the first row past the window, here as in the run.
+    load(", duration_s: 1.5").unwrap_or_else(|e| panic!("{e}"));
+    load(", start_s: 1, duration_s: 1.5").unwrap_or_else(|e| panic!("{e}"));
+    // A window without a request is refused.
+    dir.file("t.jsonl", good.as_bytes());
+    let e = load(", start_s: 2.5, duration_s: 10").expect_err("empty window");
+    assert!(e.contains("no request in [start_s, start_s + duration_s) = [2.5 s, 12.5 s)"), "{e}");
+    let e = load(", start_s: 3").expect_err("empty window to the end");
+    assert!(e.contains("no request at or after start_s = 3 s"), "{e}");
+    // The CLI reports it as bad input (exit 2, one line), for `run` as for `validate`.
+    let out = dir.path().join("out");
+    for fixture in ["trace_malformed_line.yaml", "trace_empty_window.yaml"] {
+        let f = invalid_dir().join(fixture);
+        let o = routelab(&root(), &[Path::new("run"), &f, Path::new("--out"), &out]);
+        let line = assert_bad_input(&o, fixture);
+        assert!(line.contains("workload[0].trace.path"), "{line}");
+    }
+    assert!(!out.exists(), "bad input created the output directory");
+    // A trace that goes bad after validation fails the run with the trace's line, never
+    // silently ends the class's arrivals.
+    let s = load("").unwrap_or_else(|e| panic!("{e}"));
+    dir.file("t.jsonl", bad_fourth.as_bytes());
+    let e = routelab::engine::run(&s, &s.policies[0], 0).expect_err("the trace went bad");
+    let e = e.to_string();
+    assert!(e.contains("workload[0] (replay): trace read failed during the run"), "{e}");
+    assert!(e.contains(&format!("{shown}:4: not a Mooncake JSON record")), "{e}");
+    dir.file("t.jsonl", good.as_bytes());
+    let ok = routelab::engine::run(&s, &s.policies[0], 0).expect("the good trace runs");
+    assert_eq!(ok.recorder.all.completed, 3);
 }
 
 #[test]

@@ -45,7 +45,7 @@
 //!
 //! Invariants: KV block conservation (checked by [`LlmReplica::check_kv`]); a replica is idle
 //! (no iteration in flight) only when it has no running request and nothing admissible waiting;
-//! every request handed in leaves through exactly one [`Effect::Done`], [`Effect::Rejected`] or
+//! every request handed in leaves through exactly one [`Effect::Done`], a [`NeverFits`] refusal or
 //! an abort by the caller.
 
 pub mod spec;
@@ -418,7 +418,7 @@ impl LlmReplica {
     }
 
     /// Starts work if the replica is idle: an iteration (returns its end time) or a model load
-    /// (returns `None`; see [`LlmReplica::load_due`]).
+    /// ([`Kick::Load`]).
     pub fn kick(&mut self, now: SimTime, w: Window, out: &mut Vec<Effect>) -> Kick {
         if self.busy || self.loading.is_some() {
             return Kick::Nothing;

@@ -338,6 +338,7 @@ fn timeseries(sc: &ScenarioData, name: &str) -> Option<Plot> {
             "queued" => "queued (requests)",
             "in_flight" => "in flight (requests)",
             "completions_per_s" => "completions (req/s)",
+            "kv_util" => "KV in use",
             "replicas" => "replicas",
             other => other,
         }

@@ -427,7 +427,8 @@ fn read_quantiles(text: &str, scenarios: &mut [ScenarioData]) -> Result<(), Stri
 }
 
 /// Columns of `timeseries.csv` that are plotted, when present.
-pub const TIMESERIES_COLUMNS: &[&str] = &["queued", "in_flight", "completions_per_s", "replicas"];
+pub const TIMESERIES_COLUMNS: &[&str] =
+    &["queued", "in_flight", "completions_per_s", "kv_util", "replicas"];
 
 fn load_timeseries(path: &Path, scenarios: &mut [ScenarioData]) -> Result<(), ConfigError> {
     let file = match std::fs::File::open(path) {
