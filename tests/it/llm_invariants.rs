@@ -10,7 +10,7 @@
 //! the swarm, tight caches must preempt and multi-model pools must cold-start, or the sweep
 //! proves little. A failure prints the seed, the policy and the scenario YAML.
 //!
-//! `ROUTELAB_LLM_SWARM=N` sets the number of scenarios (default 80 in release builds; 12 in
+//! `ROUTELAB_LLM_SWARM=N` sets the number of scenarios (default 100 in release builds; 30 in
 //! debug builds, which keep only scenarios whose every pool pins a small KV cache, since the
 //! per-iteration KV check is O(capacity)).
 
@@ -288,7 +288,7 @@ fn random_llm_scenario(seed: u64) -> (String, Traits) {
         }
         classes.push_str(&format!("  - class: c{k}{model_line}{body}\n"));
     }
-    let max_requests = 200 + p.below(1800);
+    let max_requests = 200 + p.below(3800);
     let horizon = match p.below(3) {
         0 => format!("{{ max_requests: {max_requests} }}"),
         1 => {
@@ -316,6 +316,9 @@ fn random_llm_scenario(seed: u64) -> (String, Traits) {
     );
     (yaml, t)
 }
+
+/// A scenario's seed, YAML and traits, and each of its runs.
+type Swarmed = (u64, String, Traits, Vec<Result<Outcome, String>>);
 
 /// One run's counters and row.
 struct Outcome {
@@ -345,7 +348,7 @@ fn run_all(s: &Scenario) -> Vec<Result<Outcome, String>> {
 }
 
 fn swarm_size() -> u64 {
-    let default = if cfg!(debug_assertions) { 12 } else { 80 };
+    let default = if cfg!(debug_assertions) { 30 } else { 100 };
     std::env::var("ROUTELAB_LLM_SWARM").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
@@ -365,7 +368,7 @@ fn llm_invariants_hold_over_random_scenarios() {
         }
         seeds.push((seed, yaml, t));
     }
-    let results: Vec<(u64, String, Traits, Vec<Result<Outcome, String>>)> = seeds
+    let results: Vec<Swarmed> = seeds
         .into_par_iter()
         .map(|(seed, yaml, t)| {
             let s = load_str(&yaml, &format!("llm swarm seed {seed}"), &LoadOptions::default())
@@ -556,7 +559,7 @@ fn check_run(o: &Outcome, t: &Traits, arrivals0: &mut Option<u64>) -> Vec<String
             bad.push(format!("censored TTFT p95 {all} below uncensored {p95}"));
         }
     }
-    if m.completed > 0 && o.rec.measured.completed as f64 > 0.0 && get("e2e_ms_mean").is_none() {
+    if m.completed > 0 && get("e2e_ms_mean").is_none() {
         bad.push("completions without E2E".into());
     }
     if l.iterations == 0 && o.rec.all.completed > 0 {
