@@ -336,6 +336,25 @@ pub enum RawDist {
     Pareto(RawPareto),
     /// Discrete: `values` with optional `weights`.
     Empirical(RawEmpirical),
+    /// A weighted mixture of other distributions (e.g. a short and a long mode).
+    Mixture(RawMixture),
+}
+
+/// `dist: mixture`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMixture {
+    /// Component distributions (no nested mixtures).
+    pub components: Vec<RawDist>,
+    /// Relative weights, one per component (default: equal).
+    #[serde(default)]
+    pub weights: Option<Vec<f64>>,
+    /// Lower clamp.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper clamp.
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 /// `dist: constant`.

@@ -1143,6 +1143,7 @@ fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
             (Law::Pareto { alpha, scale }, Some(scale), x.max)
         }
         RawDist::Empirical(x) => (empirical(c, path, x)?, x.min, x.max),
+        RawDist::Mixture(x) => (mixture(c, path, x)?, x.min, x.max),
     };
     if let Some(m) = min {
         c.non_negative(&p("min"), m)?;
@@ -1156,6 +1157,45 @@ fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
         }
     }
     Ok(Dist::new(law, min, max))
+}
+
+fn mixture(c: &Ctx<'_>, path: &str, x: &RawMixture) -> Result<Law, ConfigError> {
+    if x.components.is_empty() {
+        return Err(c.err(&format!("{path}.components"), "is empty: list at least one dist"));
+    }
+    let mut comps = Vec::with_capacity(x.components.len());
+    for (j, d) in x.components.iter().enumerate() {
+        let cp = format!("{path}.components[{j}]");
+        if matches!(d, RawDist::Mixture(_)) {
+            return Err(
+                c.err(&cp, "is a mixture: nest no mixtures; list all components at one level")
+            );
+        }
+        comps.push(dist(c, &cp, d)?);
+    }
+    let weights = match &x.weights {
+        Some(w) => {
+            if w.len() != comps.len() {
+                return Err(c.err(
+                    &format!("{path}.weights"),
+                    format!(
+                        "has {} entries for {} components: give one weight each",
+                        w.len(),
+                        comps.len()
+                    ),
+                ));
+            }
+            for (j, v) in w.iter().enumerate() {
+                c.non_negative(&format!("{path}.weights[{j}]"), *v)?;
+            }
+            if w.iter().sum::<f64>() <= 0.0 {
+                return Err(c.err(&format!("{path}.weights"), "sum to 0: give a positive weight"));
+            }
+            w.clone()
+        }
+        None => vec![1.0; comps.len()],
+    };
+    Ok(Dist::mixture_law(comps, &weights))
 }
 
 fn empirical(c: &Ctx<'_>, path: &str, x: &RawEmpirical) -> Result<Law, ConfigError> {

@@ -51,6 +51,15 @@ pub enum Law {
         /// Scale (the minimum).
         scale: f64,
     },
+    /// A mixture: component `k` with probability `cumulative[k] − cumulative[k−1]`. A draw
+    /// `u` picks the component whose cumulative interval holds it and is rescaled into that
+    /// interval, so one uniform still yields one value (monotone within each component).
+    Mixture {
+        /// Components (each with its own clamps).
+        components: Vec<Dist>,
+        /// Cumulative probabilities, last = 1.
+        cumulative: Vec<f64>,
+    },
     /// Discrete values with cumulative weights normalised to end at 1.
     Empirical {
         /// Values in the order given.
@@ -107,6 +116,13 @@ impl Dist {
                 let i = cumulative.partition_point(|c| *c <= u);
                 values[i.min(values.len() - 1)]
             }
+            Law::Mixture { components, cumulative } => {
+                let i = cumulative.partition_point(|c| *c <= u).min(components.len() - 1);
+                let lo = if i == 0 { 0.0 } else { cumulative[i - 1] };
+                let w = cumulative[i] - lo;
+                let v = if w > 0.0 { (u - lo) / w } else { 0.5 };
+                components[i].quantile(v.clamp(f64::MIN_POSITIVE, 1.0 - f64::EPSILON))
+            }
         };
         x.clamp(self.min, self.max)
     }
@@ -134,6 +150,9 @@ impl Dist {
                 }
                 m
             }
+            Law::Mixture { components, cumulative } => {
+                mixture_moment(components, cumulative, Dist::mean_unclamped)
+            }
         }
     }
 
@@ -160,8 +179,32 @@ impl Dist {
                 }
                 m
             }
+            Law::Mixture { components, cumulative } => {
+                mixture_moment(components, cumulative, Dist::second_moment_unclamped)
+            }
         }
     }
+
+    /// A mixture law from components and (unnormalised, positive-sum) weights.
+    pub fn mixture_law(components: Vec<Dist>, weights: &[f64]) -> Law {
+        let Law::Empirical { cumulative, .. } =
+            Dist::empirical_law(vec![0.0; weights.len()], weights)
+        else {
+            unreachable!("empirical_law builds an empirical law")
+        };
+        Law::Mixture { components, cumulative }
+    }
+}
+
+/// `Σ p_k · moment(component_k)` (components' moments of their unclamped laws).
+fn mixture_moment(components: &[Dist], cumulative: &[f64], moment: fn(&Dist) -> f64) -> f64 {
+    let mut prev = 0.0;
+    let mut m = 0.0;
+    for (d, c) in components.iter().zip(cumulative) {
+        m += moment(d) * (c - prev);
+        prev = *c;
+    }
+    m
 }
 
 /// The standard normal quantile `Phi^-1(u)` for u in (0, 1).
@@ -239,5 +282,36 @@ mod tests {
         assert_eq!(d.quantile(0.25), 1.0);
         assert_eq!(d.quantile(0.75), 3.0);
         assert_eq!(d.quantile(0.5), 3.0);
+    }
+}
+
+#[cfg(test)]
+mod mixture_tests {
+    use super::*;
+    use crate::rng::Stream;
+
+    #[test]
+    fn mixture_samples_match_its_moments_and_components() {
+        let short = Dist::new(Dist::lognormal_law(100.0, 0.5), None, None);
+        let long = Dist::new(Law::Pareto { alpha: 2.5, scale: 1000.0 }, None, Some(20_000.0));
+        let d = Dist::new(Dist::mixture_law(vec![short, long], &[9.0, 1.0]), None, None);
+        let truth = 0.9 * 100.0 + 0.1 * (2.5 * 1000.0 / 1.5);
+        assert!((d.mean_unclamped() - truth).abs() < 1e-9);
+        let mut s = Stream::from_seed(17);
+        let n = 400_000;
+        let (mut sum, mut long_draws) = (0.0, 0u32);
+        for _ in 0..n {
+            let x = d.quantile(s.uniform_open());
+            sum += x;
+            long_draws += u32::from(x >= 1000.0);
+        }
+        // The long mode (every draw >= 1000; the short mode is above 1000 with probability
+        // ~1e-6) has weight 0.1; the clamp at 20000 lowers the mean a little.
+        let frac = f64::from(long_draws) / n as f64;
+        assert!((frac - 0.1).abs() < 0.003, "long fraction {frac}");
+        let mean = sum / n as f64;
+        assert!(mean < truth && mean > truth * 0.95, "mean {mean} vs unclamped {truth}");
+        // One uniform, one value: draws below the first weight come from the short mode.
+        assert!(d.quantile(0.5) < 1000.0 && d.quantile(0.95) >= 1000.0);
     }
 }
