@@ -120,39 +120,6 @@ fn shared_prefixes_hit_the_cache() {
     assert!(hit > 0.8 && hit < 1024.0 / 1200.0 + 1e-9, "hit rate {hit}");
 }
 
-#[test]
-#[ignore]
-#[allow(clippy::disallowed_methods)]
-fn perf_probe() {
-    let n: u64 = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let rate: f64 = std::env::var("RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(300.0);
-    let sc = llm_scenario(
-        32,
-        rate,
-        "{ dist: lognormal, mean: 1024, cv: 1.0, max: 7000 }",
-        "{ dist: lognormal, mean: 256, cv: 1.0, max: 1000 }",
-        n,
-        None,
-        EngineConfig::default(),
-    );
-    let t = std::time::Instant::now();
-    let out = run_llm(&sc);
-    let el = t.elapsed().as_secs_f64();
-    let r = &out.recorder;
-    eprintln!(
-        "n {n} wall {el:.3}s -> {:.0} req/s; events {}; iters {}; sim {:.1}s; ttft p50 {:?} p95 {:?} tpot {:?} kv {:?} preempt {}",
-        n as f64 / el,
-        out.events,
-        r.llm.iterations,
-        out.end_time.as_secs_f64(),
-        r.ttft.quantile_ms(0.5),
-        r.ttft.quantile_ms(0.95),
-        r.tpot.mean_ms(),
-        r.llm.kv_util_mean(),
-        r.llm.preemptions
-    );
-}
-
 /// Capacity of one replica with constant prompt `p` and output `o` tokens and a full batch of
 /// `s` sequences: in steady state `s/o` of the batch are in their prefill iteration and the
 /// rest decode, so the iteration shape — and time `t` — is fixed and capacity is `s/(o·t)`.

@@ -70,6 +70,7 @@ impl Kind {
             (Kind::Dist, "lognormal") => err::<RawLognormal>(text),
             (Kind::Dist, "pareto") => err::<RawPareto>(text),
             (Kind::Dist, "empirical") => err::<RawEmpirical>(text),
+            (Kind::Dist, "mixture") => err::<RawMixture>(text),
             (Kind::Pool, "queue") => err::<RawQueuePool>(text),
             (Kind::Pool, "llm") => err::<RawLlmPool>(text),
             (Kind::Latency, "roofline") => err::<RawRoofline>(text),
