@@ -3,24 +3,11 @@
 //! conservation — a violation fails the run) and against row-level consistency checks here.
 //! Each scenario is chosen by a seed; a failure prints the seed and the scenario YAML.
 
+use crate::common::Pick;
 use crate::common::{get, run_rows};
 use routelab::policy::routing::ROUTERS;
 use routelab::rng::Stream;
 use routelab::scenario::{load_str, LoadOptions};
-
-struct Pick(Stream);
-
-impl Pick {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.0.uniform_open() < p
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.0.uniform_open()
-    }
-}
 
 fn dist_yaml(p: &mut Pick, mean: f64) -> String {
     let clamp = if p.chance(0.3) {

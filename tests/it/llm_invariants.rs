@@ -14,33 +14,13 @@
 //! debug builds, which keep only scenarios whose every pool pins a small KV cache, since the
 //! per-iteration KV check is O(capacity)).
 
+use crate::common::Pick;
 use routelab::engine;
 use routelab::policy::routing::ROUTERS;
 use routelab::report::{RunKey, RunRow};
 use routelab::rng::Stream;
 use routelab::scenario::{load_str, LoadOptions, Scenario};
 use std::path::Path;
-
-struct Pick(Stream);
-
-impl Pick {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.0.uniform_open() < p
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.0.uniform_open()
-    }
-    /// Log-uniform in [lo, hi).
-    fn log_range(&mut self, lo: f64, hi: f64) -> f64 {
-        (lo.ln() + (hi.ln() - lo.ln()) * self.0.uniform_open()).exp()
-    }
-    fn one<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 /// GPUs and a rough slowness factor relative to an H100 SXM (for sizing the load only).
 const GPUS: &[(&str, f64)] =
