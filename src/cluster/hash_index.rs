@@ -63,20 +63,25 @@ impl HashIndex {
         self.keys.len() - 1
     }
 
-    /// The block id stored for `key`.
+    /// The slot holding `key`, if present.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<u32> {
+    fn find(&self, key: u64) -> Option<usize> {
         let mut i = self.home(key);
         loop {
-            let v = self.vals[i];
-            if v == EMPTY {
+            if self.vals[i] == EMPTY {
                 return None;
             }
             if self.keys[i] == key {
-                return Some(v);
+                return Some(i);
             }
             i = (i + 1) & self.mask();
         }
+    }
+
+    /// The block id stored for `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u32> {
+        self.find(key).map(|i| self.vals[i])
     }
 
     /// Whether `key` is present.
@@ -109,17 +114,7 @@ impl HashIndex {
     /// Removes `key`; returns its value if it was present.
     pub fn remove(&mut self, key: u64) -> Option<u32> {
         let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let v = self.vals[i];
-            if v == EMPTY {
-                return None;
-            }
-            if self.keys[i] == key {
-                break;
-            }
-            i = (i + 1) & mask;
-        }
+        let i = self.find(key)?;
         let out = self.vals[i];
         // Backward shift: pull later members of the run into the hole when their home allows.
         let mut hole = i;
