@@ -400,6 +400,7 @@ impl<'a> Sim<'a> {
                 output: d.output_tokens.max(1),
                 prefix: d.prefix,
                 measured,
+                priority: self.sc.classes[class as usize].priority,
             };
             match self.cluster.llm[r as usize].enqueue(&inc, &self.trace_hashes) {
                 Ok(local) => self.slab.get_mut(h).local = local,

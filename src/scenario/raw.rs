@@ -149,6 +149,10 @@ pub struct RawClass {
     /// Tenant label (default: the class name).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Scheduling priority on replicas with `scheduling_policy: priority` (lower is served
+    /// first; default 0), as vLLM's request `priority`.
+    #[serde(default)]
+    pub priority: Option<i32>,
     /// Latency objectives for goodput.
     #[serde(default)]
     pub slo: Option<RawSlo>,
@@ -554,6 +558,19 @@ pub struct RawEngine {
     /// Longest prompt + output accepted (default: the model's context length).
     #[serde(default)]
     pub max_model_len: Option<u32>,
+    /// `fcfs` (default) or `priority` (by the classes' `priority`, lower first).
+    #[serde(default)]
+    pub scheduling_policy: Option<RawSchedulingPolicy>,
+}
+
+/// vLLM's `--scheduling-policy`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSchedulingPolicy {
+    /// First come, first served.
+    Fcfs,
+    /// By request priority, then arrival.
+    Priority,
 }
 
 /// `latency:` of an llm pool — tagged by `model`.

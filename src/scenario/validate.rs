@@ -24,7 +24,7 @@ use crate::cluster::catalog::{
     self, Catalog, CatalogError, Dtype, Gpu, KvCacheConfig, Model, DEFAULT_RESERVE_BYTES_PER_GPU,
 };
 use crate::cluster::latency::{LatencyModel, Roofline, RooflineParams};
-use crate::cluster::llm::spec::{EngineConfig, LlmPool, ServedModel};
+use crate::cluster::llm::spec::{EngineConfig, LlmPool, SchedulingPolicy, ServedModel};
 use crate::error::ConfigError;
 use crate::policy::routing::{self, BuildCtx};
 use crate::time::{SimDuration, SimTime};
@@ -547,6 +547,10 @@ fn engine(c: &Ctx<'_>, path: &str, e: Option<&RawEngine>) -> Result<Engine, Conf
                 .long_prefill_token_threshold
                 .unwrap_or(d.long_prefill_token_threshold),
             enable_prefix_caching: e.enable_prefix_caching.unwrap_or(d.enable_prefix_caching),
+            scheduling_policy: match e.scheduling_policy {
+                Some(RawSchedulingPolicy::Priority) => SchedulingPolicy::Priority,
+                Some(RawSchedulingPolicy::Fcfs) | None => SchedulingPolicy::Fcfs,
+            },
         },
         num_gpu_blocks_override: e.num_gpu_blocks_override,
         max_model_len: e.max_model_len,
@@ -832,6 +836,7 @@ fn classes(
             prefix,
             session,
             tenant,
+            priority: k.priority.unwrap_or(0),
             slo,
             trace,
         });

@@ -59,6 +59,8 @@ pub struct ClassSpec {
     pub session: Option<SessionSpec>,
     /// Tenant label (default: the class name).
     pub tenant: String,
+    /// Scheduling priority on `priority`-policy replicas (lower first).
+    pub priority: i32,
     /// Latency objectives for goodput.
     pub slo: Slo,
     /// Trace replay instead of synthetic arrivals and lengths.
@@ -387,6 +389,7 @@ mod tests {
             prefix: None,
             session: None,
             tenant: name.into(),
+            priority: 0,
             slo: Slo::default(),
             trace: None,
         }

@@ -491,7 +491,7 @@ fn cli_bad_input_keeps_results_already_written() {
 
 use routelab::cluster::catalog::{self, Catalog, Dtype, KvCacheConfig};
 use routelab::cluster::latency::{LatencyModel, Roofline, RooflineParams};
-use routelab::cluster::llm::spec::{EngineConfig, LlmPool};
+use routelab::cluster::llm::spec::{EngineConfig, LlmPool, SchedulingPolicy};
 use routelab::scenario::{PoolKind, Scenario};
 use routelab::time::SimDuration;
 use routelab::workload::trace::TraceFormat;
@@ -591,6 +591,7 @@ fn llm_pool_keys_override_the_defaults() {
         long_prefill_token_threshold: 512
         enable_prefix_caching: false
         max_model_len: 4096
+        scheduling_policy: priority
       latency: { model: roofline, eta_memory: 0.8, overhead_s: 0.004 }
       cold_start: { load_gb_per_s: 10, init_s: 5 }
 ";
@@ -607,6 +608,7 @@ fn llm_pool_keys_override_the_defaults() {
             block_size: 32,
             long_prefill_token_threshold: 512,
             enable_prefix_caching: false,
+            scheduling_policy: SchedulingPolicy::Priority,
         }
     );
     assert_eq!(l.load_bytes_per_s, 10e9);

@@ -131,6 +131,9 @@ fn random_llm_scenario(seed: u64) -> (String, Traits) {
             let threshold = p.one(&[16, 64, 256, 1000]);
             engine.push(format!("long_prefill_token_threshold: {threshold}"));
         }
+        if p.chance(0.3) {
+            engine.push("scheduling_policy: priority".into());
+        }
         let caching = p.chance(0.85);
         t.any_caching |= caching;
         if !caching {
@@ -265,6 +268,9 @@ fn random_llm_scenario(seed: u64) -> (String, Traits) {
         }
         if p.chance(0.2) {
             body.push_str(&format!("\n    tenant: t{}", p.below(2)));
+        }
+        if p.chance(0.4) {
+            body.push_str(&format!("\n    priority: {}", p.below(5) as i64 - 2));
         }
         classes.push_str(&format!("  - class: c{k}{model_line}{body}\n"));
     }

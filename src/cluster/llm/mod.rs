@@ -55,7 +55,7 @@ use crate::cluster::latency::{IterationShape, LatencyModel};
 use crate::engine::event::ReqRef;
 use crate::time::{SimDuration, SimTime};
 use crate::workload::PrefixRef;
-use spec::{EngineConfig, LlmPool};
+use spec::{EngineConfig, LlmPool, SchedulingPolicy};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -69,6 +69,47 @@ enum State {
     Parked,
     Prefill,
     Decode,
+}
+
+/// The waiting queue: FCFS (a deque; preempted requests return to its front) or, under vLLM's
+/// `priority` scheduling policy, a heap ordered by `(priority, arrival order)` (lower first;
+/// preempted requests go back in by their original key).
+#[derive(Debug, Clone)]
+enum WaitQueue {
+    Fcfs(VecDeque<(u32, u32)>),
+    Priority(BinaryHeap<Reverse<(i32, u64, u32, u32)>>),
+}
+
+impl WaitQueue {
+    fn front(&self) -> Option<(u32, u32)> {
+        match self {
+            WaitQueue::Fcfs(q) => q.front().copied(),
+            WaitQueue::Priority(h) => h.peek().map(|Reverse((_, _, s, g))| (*s, *g)),
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<(u32, u32)> {
+        match self {
+            WaitQueue::Fcfs(q) => q.pop_front(),
+            WaitQueue::Priority(h) => h.pop().map(|Reverse((_, _, s, g))| (s, g)),
+        }
+    }
+
+    /// Adds a newly waiting request (`front`: a preempted one).
+    fn push(&mut self, slot: u32, gen: u32, priority: i32, order: u64, front: bool) {
+        match self {
+            WaitQueue::Fcfs(q) if front => q.push_front((slot, gen)),
+            WaitQueue::Fcfs(q) => q.push_back((slot, gen)),
+            WaitQueue::Priority(h) => h.push(Reverse((priority, order, slot, gen))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            WaitQueue::Fcfs(q) => q.len(),
+            WaitQueue::Priority(h) => h.len(),
+        }
+    }
 }
 
 /// What a request hands to a replica.
@@ -86,6 +127,8 @@ pub struct Incoming {
     pub prefix: PrefixRef,
     /// Counted in the statistics.
     pub measured: bool,
+    /// Scheduling priority under the `priority` policy (lower is served first).
+    pub priority: i32,
 }
 
 /// Something that happened to a request at the end of an iteration.
@@ -150,6 +193,7 @@ struct Seq {
     next: u32,
     /// Arrival order at this replica.
     order: u64,
+    priority: i32,
 }
 
 impl Seq {
@@ -176,6 +220,7 @@ impl Seq {
             prev: NIL,
             next: NIL,
             order: 0,
+            priority: 0,
         }
     }
 }
@@ -217,7 +262,10 @@ pub struct LlmReplica {
     latency: LatencyModel,
     seqs: Vec<Seq>,
     free_slots: Vec<u32>,
-    waiting: VecDeque<(u32, u32)>,
+    waiting: WaitQueue,
+    /// Running requests by `(priority, order)` (priority policy only: the preemption victim
+    /// is the last of them, as in vLLM).
+    by_priority: std::collections::BTreeSet<(i32, u64, u32)>,
     waiting_len: u32,
     parked: VecDeque<(u32, u32)>,
     parked_len: u32,
@@ -277,7 +325,11 @@ impl LlmReplica {
             latency,
             seqs: Vec::new(),
             free_slots: Vec::new(),
-            waiting: VecDeque::new(),
+            waiting: match pool.engine.scheduling_policy {
+                SchedulingPolicy::Fcfs => WaitQueue::Fcfs(VecDeque::new()),
+                SchedulingPolicy::Priority => WaitQueue::Priority(BinaryHeap::new()),
+            },
+            by_priority: std::collections::BTreeSet::new(),
             waiting_len: 0,
             parked: VecDeque::new(),
             parked_len: 0,
@@ -403,11 +455,12 @@ impl LlmReplica {
         s.trace_hashes.extend_from_slice(trace_hashes);
         s.hashes.clear();
         s.order = self.enqueued;
+        s.priority = inc.priority;
         self.enqueued += 1;
-        let gen = s.gen;
+        let (gen, order) = (s.gen, s.order);
         if inc.model == self.loaded && self.loading.is_none() {
             s.state = State::Waiting;
-            self.waiting.push_back((slot, gen));
+            self.waiting.push(slot, gen, inc.priority, order, false);
             self.waiting_len += 1;
         } else {
             s.state = State::Parked;
@@ -455,6 +508,38 @@ impl LlmReplica {
         Kick::Nothing
     }
 
+    /// Arrival order of the oldest live waiting request. Across models the replica is FIFO
+    /// (priorities order requests of the loaded model only), so a swap is due when a parked
+    /// request is older than every waiting one. O(waiting) under the priority policy, and only
+    /// asked while a request is parked.
+    fn oldest_waiting_order(&mut self) -> Option<u64> {
+        match &self.waiting {
+            WaitQueue::Fcfs(_) => {
+                self.waiting_front().map(|(slot, _)| self.seqs[slot as usize].order)
+            }
+            WaitQueue::Priority(h) => h
+                .iter()
+                .filter(|Reverse((_, _, slot, gen))| {
+                    let s = &self.seqs[*slot as usize];
+                    s.gen == *gen && s.state == State::Waiting
+                })
+                .map(|Reverse((_, order, _, _))| *order)
+                .min(),
+        }
+    }
+
+    /// The next live waiting request (dropping stale entries), if any.
+    fn waiting_front(&mut self) -> Option<(u32, u32)> {
+        while let Some((slot, gen)) = self.waiting.front() {
+            let s = &self.seqs[slot as usize];
+            if s.gen == gen && s.state == State::Waiting {
+                return Some((slot, gen));
+            }
+            self.waiting.pop_front();
+        }
+        None
+    }
+
     /// Order of the oldest live entry of `q` (dropping stale fronts), if any.
     fn front_order(seqs: &[Seq], q: &mut VecDeque<(u32, u32)>, state: State) -> Option<u64> {
         while let Some(&(slot, gen)) = q.front() {
@@ -476,34 +561,33 @@ impl LlmReplica {
         let Some(p) = Self::front_order(&self.seqs, &mut self.parked, State::Parked) else {
             return false;
         };
-        match Self::front_order(&self.seqs, &mut self.waiting, State::Waiting) {
+        match self.oldest_waiting_order() {
             Some(wo) => p < wo,
             None => true,
         }
     }
 
+    /// Starts loading the model of the oldest parked request that wants another model (with
+    /// the priority policy the merged queue may start with requests for the loaded model; they
+    /// stay parked behind the swap). If every parked request wants the loaded model, they go
+    /// back to waiting and the replica schedules.
     fn maybe_load(&mut self, now: SimTime, w: Window, out: &mut Vec<Effect>) -> Kick {
-        while let Some(&(slot, gen)) = self.parked.front() {
+        let other = self.parked.iter().find_map(|&(slot, gen)| {
             let s = &self.seqs[slot as usize];
-            if s.gen != gen || s.state != State::Parked {
-                self.parked.pop_front();
-                continue;
-            }
-            let m = s.model;
-            if m == self.loaded {
-                // Defensive: the oldest parked request wants the loaded model.
-                self.unpark(m);
-                return match self.schedule(now, w, out) {
-                    Some(t) => Kick::Iteration(t),
-                    None => Kick::Nothing,
-                };
-            }
-            self.account_kv(now, w);
-            self.loading = Some(m);
-            self.stats.cold_starts += 1;
-            return Kick::Load(now + self.models[m as usize].cold_start);
-        }
-        Kick::Nothing
+            (s.gen == gen && s.state == State::Parked && s.model != self.loaded).then_some(s.model)
+        });
+        let Some(m) = other else {
+            let loaded = self.loaded;
+            self.unpark(loaded);
+            return match self.schedule(now, w, out) {
+                Some(t) => Kick::Iteration(t),
+                None => Kick::Nothing,
+            };
+        };
+        self.account_kv(now, w);
+        self.loading = Some(m);
+        self.stats.cold_starts += 1;
+        Kick::Load(now + self.models[m as usize].cold_start)
     }
 
     /// The model load started by [`LlmReplica::kick`] is done.
@@ -528,7 +612,8 @@ impl LlmReplica {
             }
             if s.model == m {
                 s.state = State::Waiting;
-                self.waiting.push_back((slot, gen));
+                let (p, o) = (s.priority, s.order);
+                self.waiting.push(slot, gen, p, o, false);
                 self.waiting_len += 1;
                 self.parked_len -= 1;
             } else {
@@ -694,7 +779,7 @@ impl LlmReplica {
                 && budget > 0
                 && self.n_running < self.cfg.max_num_seqs
             {
-                let Some(&(slot, gen)) = self.waiting.front() else { break };
+                let Some((slot, gen)) = self.waiting.front() else { break };
                 let s = &self.seqs[slot as usize];
                 if s.gen != gen || s.state != State::Waiting {
                     self.waiting.pop_front();
@@ -818,7 +903,10 @@ impl LlmReplica {
             if res.is_ok() {
                 return true;
             }
-            let victim = self.run_tail;
+            let victim = match self.by_priority.last() {
+                Some(&(_, _, v)) => v,
+                None => self.run_tail,
+            };
             *preempted = true;
             self.preempt(victim);
             if victim == slot {
@@ -842,8 +930,8 @@ impl LlmReplica {
         s.state = State::Waiting;
         s.computed = 0;
         s.gen = s.gen.wrapping_add(1);
-        let gen = s.gen;
-        self.waiting.push_front((slot, gen));
+        let (gen, p, o) = (s.gen, s.priority, s.order);
+        self.waiting.push(slot, gen, p, o, true);
         self.waiting_len += 1;
     }
 
@@ -861,6 +949,10 @@ impl LlmReplica {
         }
         self.run_tail = slot;
         self.n_running += 1;
+        if matches!(self.waiting, WaitQueue::Priority(_)) {
+            let s = &self.seqs[slot as usize];
+            self.by_priority.insert((s.priority, s.order, slot));
+        }
     }
 
     /// Removes a running sequence from the batch: list, decode sums, KV.
@@ -880,6 +972,10 @@ impl LlmReplica {
             self.seqs[next as usize].prev = prev;
         }
         self.n_running -= 1;
+        if !self.by_priority.is_empty() {
+            let s = &self.seqs[slot as usize];
+            self.by_priority.remove(&(s.priority, s.order, slot));
+        }
         if state == State::Prefill {
             self.prefilling.retain(|&x| x != slot);
         }
@@ -960,4 +1056,111 @@ fn prompt_hashes(s: &Seq, block_size: u32, out: &mut Vec<u64>) {
         return;
     }
     crate::workload::prefix::block_hashes(&s.prefix, s.prompt, block_size, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::catalog::{Catalog, Dtype};
+    use crate::cluster::latency::{Roofline, RooflineParams};
+    use spec::ServedModel;
+
+    fn replica(policy: SchedulingPolicy, max_num_seqs: u32, blocks: u32) -> LlmReplica {
+        let cat = Catalog::builtin();
+        let gpu = cat.gpu("h100-sxm").expect("gpu");
+        let model = cat.model("llama-3-8b").expect("model");
+        let lat =
+            Roofline::new(gpu, model, 1, Dtype::Bf16, Dtype::Bf16, &RooflineParams::default())
+                .expect("roofline");
+        LlmReplica::new(&LlmPool {
+            gpu: gpu.name.clone(),
+            tp: 1,
+            models: vec![ServedModel {
+                name: model.name.clone(),
+                latency: LatencyModel::Roofline(lat),
+                kv_capacity_blocks: blocks,
+                max_model_len: model.max_context,
+                weight_bytes: model.weight_bytes(Dtype::Bf16),
+            }],
+            engine: EngineConfig {
+                max_num_seqs,
+                scheduling_policy: policy,
+                ..EngineConfig::default()
+            },
+            load_bytes_per_s: 2e9,
+            load_init: SimDuration::ZERO,
+        })
+    }
+
+    fn incoming(i: u32, priority: i32, prompt: u32, output: u32) -> Incoming {
+        Incoming {
+            req: ReqRef { idx: i, gen: 0 },
+            model: 0,
+            prompt,
+            output,
+            prefix: PrefixRef::default(),
+            measured: true,
+            priority,
+        }
+    }
+
+    /// Runs the replica until idle; returns the requests in the order they were admitted and
+    /// the order they finished.
+    fn drain(r: &mut LlmReplica) -> (Vec<u32>, Vec<u32>) {
+        let (mut started, mut done, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        let w = Window::default();
+        let mut k = r.kick(SimTime::ZERO, w, &mut out);
+        while let Kick::Iteration(t) = k {
+            for e in out.drain(..) {
+                match e {
+                    Effect::Started { req } => started.push(req.idx),
+                    Effect::Done { req, .. } => done.push(req.idx),
+                    Effect::FirstToken { .. } => {}
+                }
+            }
+            r.check_kv().expect("KV conservation");
+            k = r.iteration_done(t, w, &mut out);
+        }
+        for e in out.drain(..) {
+            if let Effect::Done { req, .. } = e {
+                done.push(req.idx);
+            }
+        }
+        (started, done)
+    }
+
+    #[test]
+    fn fcfs_admits_in_arrival_order_and_priority_by_priority() {
+        // One running slot, so admission order is the scheduling order. Priorities 5, 9, 1, -2
+        // (lower first) give 3, 2, 0, 1 under the priority policy.
+        for (policy, expect) in [
+            (SchedulingPolicy::Fcfs, vec![0, 1, 2, 3]),
+            (SchedulingPolicy::Priority, vec![3, 2, 0, 1]),
+        ] {
+            let mut r = replica(policy, 1, 10_000);
+            for (i, p) in [(0, 5), (1, 9), (2, 1), (3, -2)] {
+                r.enqueue(&incoming(i, p, 100, 5), &[]).expect("fits");
+            }
+            let (started, done) = drain(&mut r);
+            assert_eq!(started, expect, "{policy:?}");
+            assert_eq!(done, expect, "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn preemption_victim_is_the_newest_or_the_lowest_priority() {
+        // Two requests share a cache too small for both to finish: one is preempted. FCFS
+        // preempts the most recently admitted (1); priority preempts the lowest priority (0,
+        // admitted first but with priority 7).
+        for (policy, victim_first_done) in
+            [(SchedulingPolicy::Fcfs, 0u32), (SchedulingPolicy::Priority, 1u32)]
+        {
+            let mut r = replica(policy, 8, 40);
+            r.enqueue(&incoming(0, 7, 200, 300), &[]).expect("fits");
+            r.enqueue(&incoming(1, 0, 200, 300), &[]).expect("fits");
+            let (_, done) = drain(&mut r);
+            assert!(r.stats.preemptions > 0, "{policy:?}: 40 blocks cannot hold both");
+            assert_eq!(done[0], victim_first_done, "{policy:?}: the survivor finishes first");
+        }
+    }
 }

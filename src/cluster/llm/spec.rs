@@ -22,6 +22,19 @@ pub struct EngineConfig {
     pub long_prefill_token_threshold: u32,
     /// Prefix caching on (vLLM `enable_prefix_caching`, default true in v1).
     pub enable_prefix_caching: bool,
+    /// Waiting-queue order and preemption victim (vLLM `scheduling_policy`, default `fcfs`).
+    pub scheduling_policy: SchedulingPolicy,
+}
+
+/// vLLM's `--scheduling-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulingPolicy {
+    /// First come, first served; the most recently admitted request is preempted first.
+    #[default]
+    Fcfs,
+    /// By the request's `priority` (lower first), then arrival; the running request with the
+    /// largest `(priority, arrival)` is preempted first.
+    Priority,
 }
 
 impl Default for EngineConfig {
@@ -32,6 +45,7 @@ impl Default for EngineConfig {
             block_size: 16,
             long_prefill_token_threshold: 0,
             enable_prefix_caching: true,
+            scheduling_policy: SchedulingPolicy::Fcfs,
         }
     }
 }
