@@ -30,6 +30,10 @@
 //! requests that change state (admission, chunk, boundary, finish, preemption) are touched.
 //! There is no closed-form fast path: every iteration is an event.
 //!
+//! Under `scheduling_policy: priority` (vLLM's `--scheduling-policy priority`) the waiting
+//! queue is ordered by `(priority, arrival)`, lower first, and the preemption victim is the
+//! running request with the largest `(priority, arrival)` instead of the newest.
+//!
 //! Deviation from vLLM, documented: decodes are scheduled before continuing prefill chunks
 //! within the running set (vLLM walks it in admission order; the two differ only when a chunk
 //! earlier in the list would exhaust the token budget before a later decode, which cannot
