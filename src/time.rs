@@ -69,6 +69,11 @@ impl SimDuration {
         SimDuration(secs * NANOS_PER_S)
     }
 
+    /// Whole milliseconds as a duration.
+    pub const fn from_millis(ms: u64) -> SimDuration {
+        SimDuration(ms * 1_000_000)
+    }
+
     /// Nanoseconds in the span.
     #[inline]
     pub fn as_nanos(self) -> u64 {

@@ -129,6 +129,8 @@ pub struct KvCache {
     mark: Vec<u32>,
     epoch: u32,
     scratch: Vec<u32>,
+    /// KV events (`(hash, stored)`) not yet drained, when enabled.
+    events: Option<Vec<(u64, bool)>>,
 }
 
 impl KvCache {
@@ -159,6 +161,32 @@ impl KvCache {
             mark: vec![0; n],
             epoch: 0,
             scratch: Vec::new(),
+            events: None,
+        }
+    }
+
+    /// Starts recording KV events: every hash that becomes cached (`stored`) or stops being
+    /// cached (`removed`), in order, as vLLM publishes `BlockStored`/`BlockRemoved`.
+    pub fn enable_events(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the recorded events into `out` (appending), oldest first.
+    pub fn drain_events(&mut self, out: &mut Vec<(u64, bool)>) {
+        if let Some(e) = &mut self.events {
+            out.append(e);
+        }
+    }
+
+    /// Every hash currently cached, in block order (what a restart forgets).
+    pub fn all_hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.hash.iter().filter_map(|h| *h)
+    }
+
+    #[inline]
+    fn event(&mut self, h: u64, stored: bool) {
+        if let Some(e) = &mut self.events {
+            e.push((h, stored));
         }
     }
 
@@ -282,6 +310,7 @@ impl KvCache {
                 // An absent hash repeated within this request registers its first block only.
                 if self.map.insert_if_absent(h, b) {
                     self.hash[b as usize] = Some(h);
+                    self.event(h, true);
                 }
             }
         }
@@ -346,6 +375,7 @@ impl KvCache {
                 *blocks.last_mut().expect("partial block exists") = fresh;
             } else if let Some(h) = self.hash[b as usize].take() {
                 self.map.remove(h);
+                self.event(h, false);
             }
         }
         let hashes = if self.cfg.enable_prefix_caching { hashes } else { &[][..] };
@@ -356,6 +386,7 @@ impl KvCache {
             if let Some(&h) = hashes.get(i) {
                 if self.map.insert_if_absent(h, b) {
                     self.hash[b as usize] = Some(h);
+                    self.event(h, true);
                 }
             }
         }
@@ -502,6 +533,7 @@ impl KvCache {
                 self.cached -= 1;
                 if let Some(h) = self.hash[b as usize].take() {
                     self.map.remove(h);
+                    self.event(h, false);
                 }
                 b
             }

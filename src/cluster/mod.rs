@@ -18,6 +18,7 @@ pub mod latency;
 pub mod llm;
 
 use crate::engine::event::ReqRef;
+use crate::policy::routing::ReplicaInfo;
 use crate::scenario::{PoolKind, PoolSpec};
 use crate::workload::dist::Dist;
 use crate::workload::ClassSpec;
@@ -76,6 +77,18 @@ pub struct Cluster {
     /// Per class and pool: index of the class's model in the pool's `models`, flattened
     /// `pool * classes + class` (`u16::MAX`: the pool does not serve it).
     class_model: Vec<u16>,
+    /// Static facts per replica, for routers.
+    pub infos: Vec<ReplicaInfo>,
+    /// Live KV utilisation per replica (blocks in use / capacity; 0 for queue replicas).
+    pub kv_util: Vec<f32>,
+    /// Live model of each replica (loaded or loading), as a model-table index.
+    pub loaded_model: Vec<u16>,
+    /// Model table: every model name served by some pool, in order of first appearance.
+    pub model_names: Vec<String>,
+    /// Model-table index of each pool's models.
+    pool_models: Vec<Vec<u16>>,
+    /// Model-table index of each class's model (0 for queue clusters).
+    pub class_model_id: Vec<u16>,
 }
 
 impl Cluster {
@@ -100,6 +113,12 @@ impl Cluster {
             candidate_sets: Vec::new(),
             class_set: Vec::new(),
             class_model: Vec::new(),
+            infos: Vec::with_capacity(n),
+            kv_util: vec![0.0; n],
+            loaded_model: vec![0; n],
+            model_names: Vec::new(),
+            pool_models: Vec::new(),
+            class_model_id: Vec::new(),
         };
         for (pi, p) in pools.iter().enumerate() {
             let (slots, service_s, queue_capacity) = match &p.kind {
@@ -117,6 +136,38 @@ impl Cluster {
                 PoolKind::Llm(spec) => spec.tp,
                 PoolKind::Queue { .. } => 1,
             };
+            let info = match &p.kind {
+                PoolKind::Llm(spec) => ReplicaInfo {
+                    flops_per_s: spec.peak_flops_per_s,
+                    kv_capacity_blocks: spec.models[0].kv_capacity_blocks,
+                    block_size: spec.engine.block_size,
+                    pool: pi as u16,
+                },
+                PoolKind::Queue { .. } => ReplicaInfo {
+                    flops_per_s: 1.0,
+                    kv_capacity_blocks: 0,
+                    block_size: 0,
+                    pool: pi as u16,
+                },
+            };
+            let ids: Vec<u16> = match &p.kind {
+                PoolKind::Llm(spec) => spec
+                    .models
+                    .iter()
+                    .map(|m| match c.model_names.iter().position(|x| x == &m.name) {
+                        Some(i) => i as u16,
+                        None => {
+                            c.model_names.push(m.name.clone());
+                            (c.model_names.len() - 1) as u16
+                        }
+                    })
+                    .collect(),
+                PoolKind::Queue { .. } => vec![0],
+            };
+            c.pool_models.push(ids);
+            for _ in 0..p.replicas {
+                c.infos.push(info);
+            }
             for _ in 0..p.replicas {
                 c.pool_of.push(pi as u16);
                 c.lifecycle.push(Lifecycle::Ready);
@@ -139,6 +190,16 @@ impl Cluster {
                     Dist::new(crate::workload::dist::Law::Constant(0.0), None, None)
                 }));
             }
+        }
+        for k in classes {
+            let id = match &k.model {
+                Some(m) => c.model_names.iter().position(|x| x == m).unwrap_or(0),
+                None => 0,
+            };
+            c.class_model_id.push(id as u16);
+        }
+        for r in 0..n {
+            c.loaded_model[r] = c.pool_models[c.pool_of[r] as usize][0];
         }
         c.build_candidate_sets();
         c
@@ -200,8 +261,12 @@ impl Cluster {
     #[inline]
     pub fn sync_llm(&mut self, r: u32) {
         let e = &self.llm[r as usize];
-        self.queued[r as usize] = e.queued();
-        self.in_service[r as usize] = e.running();
+        let i = r as usize;
+        self.queued[i] = e.queued();
+        self.in_service[i] = e.running();
+        self.kv_util[i] = e.kv_allocated_blocks() as f32 / e.kv_capacity_blocks().max(1) as f32;
+        self.loaded_model[i] =
+            self.pool_models[self.pool_of[i] as usize][e.current_model() as usize];
     }
 
     /// Number of replicas.

@@ -62,6 +62,13 @@ pub enum Event {
     },
     /// Sample cluster state into the run's time series.
     Sample,
+    /// A gateway instance scrapes replica metrics.
+    Scrape {
+        /// Gateway instance.
+        gateway: u16,
+    },
+    /// Sample the load imbalance across replicas.
+    LoadSample,
     /// The drain after the horizon is over: whatever is still in flight is unfinished.
     DrainDeadline,
 }
@@ -93,7 +100,7 @@ impl Event {
             Event::ModelLoaded { .. } => Rank::Capacity,
             Event::Arrival { .. } | Event::SessionTurn { .. } => Rank::Arrival,
             Event::TimeoutTick { .. } => Rank::Timeout,
-            Event::Sample => Rank::Control,
+            Event::Sample | Event::Scrape { .. } | Event::LoadSample => Rank::Control,
             Event::DrainDeadline => Rank::EndOfRun,
         }
     }

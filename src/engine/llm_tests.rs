@@ -32,6 +32,7 @@ pub(crate) fn llm_scenario(
     sc.pools[0].kind = PoolKind::Llm(Box::new(LlmPool {
         gpu: gpu.name.clone(),
         tp: 1,
+        peak_flops_per_s: 989e12,
         models: vec![ServedModel {
             name: model.name.clone(),
             latency: LatencyModel::Roofline(lat),

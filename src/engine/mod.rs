@@ -18,10 +18,10 @@ pub mod request;
 use crate::cluster::llm::{Effect, Incoming, Kick, NeverFits, Window};
 use crate::cluster::Cluster;
 use crate::error::RunFailure;
-use crate::gateway::Gateway;
+use crate::gateway::{Decision, Gateways};
 use crate::metrics::invariants::{self, Violations};
 use crate::metrics::{Outcome, Recorder};
-use crate::policy::routing::{BuildCtx, Completion, RequestView};
+use crate::policy::routing::{BuildCtx, Completion, FirstToken, RequestView};
 use crate::rng;
 use crate::scenario::{PolicySpec, Scenario};
 use crate::time::{SimDuration, SimTime};
@@ -48,6 +48,12 @@ pub struct RunOutput {
     pub end_time: SimTime,
     /// Cluster state sampled every `timeseries.interval_s` (empty if not enabled).
     pub timeseries: Vec<Sample>,
+    /// Measured requests routed to each replica.
+    pub routed: Vec<u64>,
+    /// Pool of each replica.
+    pub pool_of: Vec<u16>,
+    /// Traced routing decisions (`--trace-decisions`).
+    pub decisions: Vec<Decision>,
 }
 
 /// One time-series sample of the whole cluster.
@@ -66,6 +72,9 @@ pub struct Sample {
     /// Mean over `llm` replicas of KV blocks in use / capacity (`None` for queue clusters).
     pub kv_util: Option<f64>,
 }
+
+/// Period of the load-imbalance samples.
+pub const LOAD_SAMPLE: SimDuration = SimDuration::from_millis(100);
 
 /// Most samples kept per run; sampling stops beyond it.
 pub const MAX_SAMPLES: usize = 200_000;
@@ -86,7 +95,9 @@ pub struct Sim<'a> {
     classes: Vec<ClassState>,
     slab: Slab,
     cluster: Cluster,
-    gateway: Gateway,
+    gateway: Gateways,
+    kv_events: Vec<(u64, bool)>,
+    req_hashes: Vec<u64>,
     rec: Recorder,
     viol: Violations,
     arrivals: u64,
@@ -159,11 +170,28 @@ pub fn run(sc: &Scenario, policy: &PolicySpec, replication: u32) -> Result<RunOu
 
 impl<'a> Sim<'a> {
     fn new(sc: &'a Scenario, policy: &PolicySpec, run_seed: u64) -> Result<Sim<'a>, RunFailure> {
-        let cluster = Cluster::new(&sc.pools, &sc.classes);
-        let ctx = BuildCtx { run_seed, weights: &cluster.weights };
-        let router = (policy.entry.build)(&policy.params, &ctx)
-            .map_err(|e| RunFailure::Invariant(format!("policy failed to build: {e}")))?;
-        let gateway = Gateway::new(router, cluster.len());
+        let mut cluster = Cluster::new(&sc.pools, &sc.classes);
+        let routers = (0..sc.gateway.replicas)
+            .map(|g| {
+                let ctx = BuildCtx {
+                    run_seed,
+                    weights: &cluster.weights,
+                    replicas: &cluster.infos,
+                    gateway: g,
+                };
+                (policy.entry.build)(&policy.params, &ctx)
+                    .map_err(|e| RunFailure::Invariant(format!("policy failed to build: {e}")))
+            })
+            .collect::<Result<Vec<_>, RunFailure>>()?;
+        let mut gateway = Gateways::new(&sc.gateway, routers, &cluster, run_seed);
+        if gateway.needs_kv_events() {
+            for e in &mut cluster.llm {
+                e.enable_kv_events();
+            }
+        }
+        if let Some((a, b)) = sc.trace_decisions {
+            gateway.trace(a, b);
+        }
         let classes = sc
             .classes
             .iter()
@@ -187,6 +215,8 @@ impl<'a> Sim<'a> {
             slab: Slab::new(),
             cluster,
             gateway,
+            kv_events: Vec::new(),
+            req_hashes: Vec::new(),
             rec: Recorder::default(),
             viol: Violations::default(),
             arrivals: 0,
@@ -210,6 +240,12 @@ impl<'a> Sim<'a> {
         if let Some(i) = self.sc.timeseries_interval {
             self.queue.push(SimTime::ZERO + i, Event::Sample);
         }
+        for g in 0..self.gateway.len() as u16 {
+            if let Some(t) = self.gateway.first_scrape(g) {
+                self.queue.push(t, Event::Scrape { gateway: g });
+            }
+        }
+        self.queue.push(SimTime::ZERO + LOAD_SAMPLE, Event::LoadSample);
         let max_events = self.sc.limits.max_events;
         while let Some((t, ev)) = self.queue.pop() {
             if t < self.now {
@@ -228,6 +264,11 @@ impl<'a> Sim<'a> {
                 Event::ModelLoaded { replica } => self.on_model_loaded(replica),
                 Event::TimeoutTick { class } => self.on_timeout_tick(class),
                 Event::Sample => self.on_sample(),
+                Event::Scrape { gateway } => {
+                    let next = self.gateway.scrape(gateway, &self.cluster, self.now);
+                    self.queue.push(next, Event::Scrape { gateway });
+                }
+                Event::LoadSample => self.on_load_sample(),
                 Event::DrainDeadline => {
                     self.on_drain_deadline();
                     break;
@@ -356,8 +397,34 @@ impl<'a> Sim<'a> {
         if measured {
             self.rec.measured.arrivals += 1;
         }
-        let view = RequestView { class, prompt_tokens: d.prompt_tokens };
-        let Some(r) = self.gateway.route(&view, &self.cluster, self.now) else {
+        let g = self.gateway.pick();
+        if self.gateway.needs_hashes {
+            let bs = self.gateway.block_size;
+            if self.trace_hashes.is_empty() {
+                crate::workload::prefix::block_hashes(
+                    &d.prefix,
+                    d.prompt_tokens,
+                    bs,
+                    &mut self.req_hashes,
+                );
+            } else {
+                self.req_hashes.clear();
+                self.req_hashes.extend(crate::workload::trace::expand_block_hashes(
+                    &self.trace_hashes,
+                    bs,
+                    d.prompt_tokens,
+                ));
+            }
+        }
+        let view = RequestView {
+            id: index,
+            class,
+            model: self.cluster.class_model_id[class as usize],
+            prompt_tokens: d.prompt_tokens,
+            session: d.prefix.session_key,
+            hashes: &self.req_hashes,
+        };
+        let Some(r) = self.gateway.route(g, &view, &self.cluster, self.now, measured) else {
             self.end_unadmitted(measured);
             self.session_over(session);
             return Ok(());
@@ -365,13 +432,17 @@ impl<'a> Sim<'a> {
         let llm = self.cluster.is_llm();
         let free = !llm && self.cluster.has_free_slot(r);
         if !llm && !free && self.cluster.queue_full(r) {
-            self.gateway.release(&Completion {
-                replica: r,
-                now: self.now,
-                first_token: None,
-                total: SimDuration::ZERO,
-                success: false,
-            });
+            self.gateway.release(
+                g,
+                &Completion {
+                    id: index,
+                    replica: r,
+                    now: self.now,
+                    first_token: None,
+                    total: SimDuration::ZERO,
+                    success: false,
+                },
+            );
             self.end_unadmitted(measured);
             self.session_over(session);
             return Ok(());
@@ -391,6 +462,8 @@ impl<'a> Sim<'a> {
             has_first_token: false,
             local: 0,
             session,
+            id: index,
+            gateway: g,
         });
         if llm {
             let inc = Incoming {
@@ -462,6 +535,13 @@ impl<'a> Sim<'a> {
         }
         self.effects = effects;
         self.cluster.sync_llm(r);
+        if self.gateway.needs_kv_events() {
+            self.cluster.llm[r as usize].drain_kv_events(&mut self.kv_events);
+            if !self.kv_events.is_empty() {
+                self.gateway.publish_kv(self.now, r, &self.kv_events);
+                self.kv_events.clear();
+            }
+        }
         if cfg!(debug_assertions) && self.cluster.llm[r as usize].check_kv().is_err() {
             self.viol.kv_conservation += 1;
         }
@@ -484,6 +564,9 @@ impl<'a> Sim<'a> {
                 let q = self.slab.get_mut(req);
                 q.first_token = now;
                 q.has_first_token = true;
+                let (id, gw) = (q.id, q.gateway);
+                let q = *q;
+                self.gateway.first_token(gw, &FirstToken { id, replica: r, now });
                 let ttft = now - q.arrival;
                 if ttft + SimDuration(1_000) < min_prefill {
                     self.viol.ttft_below_prefill += 1;
@@ -626,13 +709,17 @@ impl<'a> Sim<'a> {
             // Queue replicas deliver the response as one unit at completion.
             success.then_some(total)
         };
-        self.gateway.release(&Completion {
-            replica: req.replica,
-            now: self.now,
-            first_token,
-            total,
-            success,
-        });
+        self.gateway.release(
+            req.gateway,
+            &Completion {
+                id: req.id,
+                replica: req.replica,
+                now: self.now,
+                first_token,
+                total,
+                success,
+            },
+        );
         self.rec.all.add(outcome);
         if req.measured {
             self.rec.measured.add(outcome);
@@ -738,6 +825,17 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Samples the load imbalance across replicas (O(replicas), every [`LOAD_SAMPLE`]).
+    fn on_load_sample(&mut self) {
+        if self.in_window() {
+            if let Some(x) = self.gateway.imbalance() {
+                self.rec.imbalance_sum += x;
+                self.rec.imbalance_samples += 1;
+            }
+        }
+        self.queue.push(self.now + LOAD_SAMPLE, Event::LoadSample);
+    }
+
     /// Sums the replicas' counters into the recorder and checks their KV bookkeeping.
     fn collect_llm_stats(&mut self, window: SimDuration) {
         let w = self.window();
@@ -800,6 +898,9 @@ impl<'a> Sim<'a> {
             stale_events: self.stale_events,
             end_time: self.now,
             timeseries: self.samples,
+            routed: std::mem::take(&mut self.gateway.routed),
+            pool_of: self.cluster.pool_of.clone(),
+            decisions: std::mem::take(&mut self.gateway.decisions),
         })
     }
 }

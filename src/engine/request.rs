@@ -49,6 +49,10 @@ pub struct Req {
     pub local: u32,
     /// Its closed-loop session (`u32::MAX`: none).
     pub session: u32,
+    /// Request id (arrival order).
+    pub id: u64,
+    /// Gateway instance that routed it.
+    pub gateway: u16,
 }
 
 impl Req {
@@ -67,6 +71,8 @@ impl Req {
         has_first_token: false,
         local: 0,
         session: u32::MAX,
+        id: 0,
+        gateway: 0,
     };
 }
 

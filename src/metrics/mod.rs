@@ -218,6 +218,17 @@ pub struct Recorder {
     pub no_first_token: u64,
     /// Token-level counters of `llm` replicas (all zero for queue clusters).
     pub llm: LlmStats,
+    /// Sum over load samples in the measurement window of max/mean in-flight per replica.
+    pub imbalance_sum: f64,
+    /// Load samples in the measurement window with anything in flight.
+    pub imbalance_samples: u64,
+}
+
+impl Recorder {
+    /// Mean over time of max/mean requests in flight per replica (`None` without samples).
+    pub fn load_imbalance(&self) -> Option<f64> {
+        (self.imbalance_samples > 0).then(|| self.imbalance_sum / self.imbalance_samples as f64)
+    }
 }
 
 /// Token, cache and cost counters of `llm` replicas.

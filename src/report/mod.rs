@@ -291,6 +291,9 @@ mod tests {
             stale_events: 5,
             end_time: SimTime(window_s * crate::time::NANOS_PER_S),
             timeseries: Vec::new(),
+            routed: Vec::new(),
+            pool_of: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 

@@ -58,6 +58,10 @@ pub struct Scenario {
     pub file_index: usize,
     /// Sampling interval of the per-run time series (`None`: not sampled).
     pub timeseries_interval: Option<SimDuration>,
+    /// Gateway instances and signal staleness.
+    pub gateway: crate::gateway::GatewayConfig,
+    /// Request ids `from..to` whose routing decisions are traced (`--trace-decisions`).
+    pub trace_decisions: Option<(u64, u64)>,
 }
 
 /// When arrivals stop.

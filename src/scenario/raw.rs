@@ -42,6 +42,9 @@ pub struct RawScenario {
     /// Per-run time series sampling (queue depth, in flight, completions).
     #[serde(default)]
     pub timeseries: Option<RawTimeseries>,
+    /// Gateway instances and how fresh their view of the replicas is.
+    #[serde(default)]
+    pub gateway: Option<RawGateway>,
     /// Parameter sweep: dotted keys to lists of values (see `scenario::sweep`).
     #[serde(default)]
     pub sweep: Option<serde_yaml_ng::Value>,
@@ -99,6 +102,34 @@ pub struct RawWarmup {
 pub struct RawTimeseries {
     /// Sampling interval.
     pub interval_s: f64,
+}
+
+/// `gateway:` — gateway instances in front of the cluster and the staleness of their signals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Independent gateway instances (default 1).
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// How requests pick an instance: `random` (default) or `round_robin`.
+    #[serde(default)]
+    pub spread: Option<RawSpread>,
+    /// Scrape period of replica metrics in ms (default 0 = live).
+    #[serde(default)]
+    pub metrics_refresh_ms: Option<f64>,
+    /// Delay of KV events reaching cache indexes, in ms (default 0).
+    #[serde(default)]
+    pub kv_event_delay_ms: Option<f64>,
+}
+
+/// `gateway.spread`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSpread {
+    /// Uniformly at random.
+    Random,
+    /// In turn.
+    RoundRobin,
 }
 
 /// `limits:` — bounds that end a runaway run with an error instead of a hang.

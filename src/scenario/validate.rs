@@ -26,6 +26,7 @@ use crate::cluster::catalog::{
 use crate::cluster::latency::{LatencyModel, Roofline, RooflineParams};
 use crate::cluster::llm::spec::{EngineConfig, LlmPool, SchedulingPolicy, ServedModel};
 use crate::error::ConfigError;
+use crate::gateway::{GatewayConfig, Spread};
 use crate::policy::routing::{self, BuildCtx};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::arrival::ArrivalSpec;
@@ -126,7 +127,45 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
             Some(t) => Some(c.seconds("timeseries.interval_s", t.interval_s)?),
             None => None,
         },
+        gateway: gateway(&c, raw.gateway.as_ref())?,
+        trace_decisions: None,
     })
+}
+
+/// Validates `gateway:`.
+fn gateway(c: &Ctx<'_>, g: Option<&super::raw::RawGateway>) -> Result<GatewayConfig, ConfigError> {
+    let mut out = GatewayConfig::default();
+    let Some(g) = g else { return Ok(out) };
+    if let Some(n) = g.replicas {
+        if !(1..=1024).contains(&n) {
+            return Err(c.err("gateway.replicas", format!("= {n}: must be 1..=1024")));
+        }
+        out.replicas = n;
+    }
+    if let Some(s) = g.spread {
+        out.spread = match s {
+            super::raw::RawSpread::Random => Spread::Random,
+            super::raw::RawSpread::RoundRobin => Spread::RoundRobin,
+        };
+    }
+    let ms = |path: &str, v: Option<f64>| -> Result<SimDuration, ConfigError> {
+        let Some(v) = v else { return Ok(SimDuration::ZERO) };
+        let v = c.non_negative(path, v)?;
+        if v > 3.6e6 {
+            return Err(c.err(path, format!("= {}: must be at most 3600000 (one hour)", num(v))));
+        }
+        Ok(SimDuration::from_secs_f64(v / 1000.0))
+    };
+    out.metrics_refresh = ms("gateway.metrics_refresh_ms", g.metrics_refresh_ms)?;
+    out.kv_event_delay = ms("gateway.kv_event_delay_ms", g.kv_event_delay_ms)?;
+    if out.metrics_refresh > SimDuration::ZERO && out.metrics_refresh < SimDuration::from_millis(1)
+    {
+        return Err(c.err(
+            "gateway.metrics_refresh_ms",
+            "must be 0 (live) or at least 1 ms (finer scrapes only slow the run down)",
+        ));
+    }
+    Ok(out)
 }
 
 fn horizon(c: &Ctx<'_>, h: &RawHorizon) -> Result<Horizon, ConfigError> {
@@ -362,6 +401,7 @@ fn llm_pool(
     let raw_latency = l.latency.clone().unwrap_or(RawLatency::Roofline(RawRoofline::default()));
     let (load_bytes_per_s, load_init) = cold_start(c, &p("cold_start"), l.cold_start.as_ref())?;
     let mut models: Vec<ServedModel> = Vec::new();
+    let mut peak_flops_per_s = 0.0;
     for (mp, name) in names {
         let m = cat.model(name).map_err(|e| lookup_error(c, &mp, e))?;
         if models.iter().any(|s| s.name == m.name) {
@@ -381,7 +421,10 @@ fn llm_pool(
             ));
         }
         let dtype = l.dtype.unwrap_or_else(|| default_dtype(gpu, m));
-        gpu.peak_flops_per_s(dtype).map_err(|e| c.err(&p("dtype"), e.to_string()))?;
+        let peak = gpu.peak_flops_per_s(dtype).map_err(|e| c.err(&p("dtype"), e.to_string()))?;
+        if peak_flops_per_s == 0.0 {
+            peak_flops_per_s = peak * f64::from(tp);
+        }
         let kv_dtype = l.kv_dtype.unwrap_or(dtype);
         let latency = latency_model(c, path, &raw_latency, gpu, m, tp, dtype, kv_dtype)?;
         let max_model_len = match engine.max_model_len {
@@ -422,6 +465,7 @@ fn llm_pool(
     Ok(LlmPool {
         gpu: gpu.name.clone(),
         tp,
+        peak_flops_per_s,
         models,
         engine: engine.config,
         load_bytes_per_s,
@@ -1249,6 +1293,15 @@ fn policies(
     }
     let weights: Vec<u32> =
         pools.iter().flat_map(|p| std::iter::repeat_n(p.weight, p.replicas as usize)).collect();
+    let infos = vec![
+        routing::ReplicaInfo {
+            flops_per_s: 1.0,
+            kv_capacity_blocks: 0,
+            block_size: 0,
+            pool: 0
+        };
+        weights.len()
+    ];
     let mut out: Vec<PolicySpec> = Vec::new();
     for (i, v) in ps.iter().enumerate() {
         let path = format!("policies[{i}]");
@@ -1264,7 +1317,7 @@ fn policies(
             continue;
         }
         let spec = policy(c, &path, v)?;
-        let ctx = BuildCtx { run_seed: 0, weights: &weights };
+        let ctx = BuildCtx { run_seed: 0, weights: &weights, replicas: &infos, gateway: 0 };
         (spec.entry.build)(&spec.params, &ctx)
             .map_err(|e| policy_param_error(c, &path, &spec, &ctx, &e))?;
         if out.iter().any(|o| o.label == spec.label) {

@@ -294,6 +294,9 @@ pub struct LlmReplica {
     /// Counters.
     pub stats: ReplicaStats,
     min_iteration: SimDuration,
+    /// Removal events of a cache dropped by a model swap, not yet drained (`Some` when KV
+    /// events are enabled).
+    kv_events: Option<Vec<(u64, bool)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +357,7 @@ impl LlmReplica {
             enqueued: 0,
             stats: ReplicaStats::default(),
             min_iteration: SimDuration::ZERO,
+            kv_events: None,
             models,
         };
         r.min_iteration = r.smallest_iteration();
@@ -376,6 +380,26 @@ impl LlmReplica {
     #[inline]
     pub fn running(&self) -> u32 {
         self.n_running
+    }
+
+    /// The model loaded, or being loaded (index into the pool's `models`).
+    #[inline]
+    pub fn current_model(&self) -> u16 {
+        self.loading.unwrap_or(self.loaded)
+    }
+
+    /// Starts publishing KV events (see [`LlmReplica::drain_kv_events`]).
+    pub fn enable_kv_events(&mut self) {
+        self.kv.enable_events();
+        self.kv_events.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the KV events since the last call (`(hash, stored)`, oldest first) into `out`.
+    pub fn drain_kv_events(&mut self, out: &mut Vec<(u64, bool)>) {
+        if let Some(e) = &mut self.kv_events {
+            out.append(e);
+        }
+        self.kv.drain_events(out);
     }
 
     /// KV blocks in use by running requests.
@@ -599,7 +623,17 @@ impl LlmReplica {
         let Some(m) = self.loading.take() else { return Kick::Nothing };
         self.account_kv(now, w);
         let mrt = &self.models[m as usize];
-        self.kv = KvCache::new(kv_config(&self.cfg, mrt.capacity_blocks));
+        let mut kv = KvCache::new(kv_config(&self.cfg, mrt.capacity_blocks));
+        if self.kv_events.is_some() {
+            kv.enable_events();
+            let mut gone = Vec::new();
+            self.kv.drain_events(&mut gone);
+            gone.extend(self.kv.all_hashes().map(|h| (h, false)));
+            if let Some(e) = &mut self.kv_events {
+                e.append(&mut gone);
+            }
+        }
+        self.kv = kv;
         self.latency = mrt.latency;
         self.loaded = m;
         self.min_iteration = self.smallest_iteration();
@@ -1079,6 +1113,7 @@ mod tests {
         LlmReplica::new(&LlmPool {
             gpu: gpu.name.clone(),
             tp: 1,
+            peak_flops_per_s: 989e12,
             models: vec![ServedModel {
                 name: model.name.clone(),
                 latency: LatencyModel::Roofline(lat),

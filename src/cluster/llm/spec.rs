@@ -73,6 +73,8 @@ pub struct LlmPool {
     pub gpu: String,
     /// GPUs per replica (tensor parallel degree).
     pub tp: u32,
+    /// Dense tensor peak of one replica (all its GPUs) at the first model's weight format.
+    pub peak_flops_per_s: f64,
     /// Models a replica can serve; the first is loaded at start. A replica holds one model at
     /// a time: a request for another one waits until the replica is idle, then the replica
     /// swaps (unload, then load = cold start).

@@ -18,7 +18,7 @@ struct Jsq {
 }
 
 impl Router for Jsq {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         let mut best = view.candidates[0];
         let load = |r: u32| view.queued[r as usize] + view.in_service[r as usize];
         let mut best_load = load(best);

@@ -21,7 +21,7 @@ struct LeastRequests {
 }
 
 impl Router for LeastRequests {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         let c = view.candidates;
         let load = |r: u32| u64::from(view.in_flight[r as usize]);
         let weight = |r: u32| u64::from(view.weights[r as usize]);

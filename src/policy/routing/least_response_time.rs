@@ -164,7 +164,7 @@ impl LeastResponseTime {
 }
 
 impl Router for LeastResponseTime {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         let c = view.candidates;
         let weight = |r: u32| u64::from(view.weights[r as usize]);
         let t_ms = now_ms(view.now);
@@ -292,6 +292,7 @@ mod tests {
             first_token: Some(ms(ttft_ms)),
             total: ms(total_ms),
             success,
+            id: 0,
         }
     }
 

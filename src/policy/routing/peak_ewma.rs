@@ -124,7 +124,7 @@ impl PeakEwma {
 }
 
 impl Router for PeakEwma {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         let c = view.candidates;
         for &r in c {
             self.estimate(r, view.now);
@@ -212,6 +212,7 @@ mod tests {
             first_token: Some(SimDuration((ttft_ms * MS) as u64)),
             total: SimDuration((total_ms * MS) as u64),
             success: true,
+            id: 0,
         }
     }
 
@@ -391,7 +392,8 @@ mod tests {
     fn rejects_non_positive_decay() {
         let f = Fixture::new(&[1, 1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str("decay_s: 0").expect("yaml");
-        let ctx = super::BuildCtx { run_seed: 1, weights: &f.weights };
+        let ctx =
+            super::BuildCtx { run_seed: 1, weights: &f.weights, replicas: &f.replicas, gateway: 0 };
         assert!((super::ENTRY.build)(&v, &ctx).is_err());
     }
 }

@@ -163,7 +163,7 @@ impl PowerOfD {
 }
 
 impl Router for PowerOfD {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         if !equal_weights(view) {
             return self.edf_pick(view);
         }
@@ -266,7 +266,8 @@ mod tests {
     fn rejects_d_below_two() {
         let f = Fixture::new(&[1, 1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str("d: 1").expect("yaml");
-        let ctx = super::BuildCtx { run_seed: 1, weights: &f.weights };
+        let ctx =
+            super::BuildCtx { run_seed: 1, weights: &f.weights, replicas: &f.replicas, gateway: 0 };
         assert!((super::ENTRY.build)(&v, &ctx).is_err());
     }
 }

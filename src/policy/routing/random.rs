@@ -17,7 +17,7 @@ struct RandomRouter {
 }
 
 impl Router for RandomRouter {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         let c = view.candidates;
         if equal_weights(view) {
             return c[self.rng.index_mod(c.len())];

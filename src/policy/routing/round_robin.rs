@@ -33,7 +33,7 @@ struct RoundRobin {
 
 impl Router for RoundRobin {
     #[inline]
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         let c = view.candidates;
         if self.epoch != Some((view.candidates_epoch, c.len())) {
             self.epoch = Some((view.candidates_epoch, c.len()));

@@ -48,7 +48,7 @@ struct WeightedRoundRobin {
 }
 
 impl Router for WeightedRoundRobin {
-    fn route(&mut self, _req: &RequestView, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
         self.swrr.pick(view.candidates.iter().copied(), view.weights)
     }
 }
