@@ -142,12 +142,14 @@ impl Cluster {
                     kv_capacity_blocks: spec.models[0].kv_capacity_blocks,
                     block_size: spec.engine.block_size,
                     pool: pi as u16,
+                    slots: spec.engine.max_num_seqs,
                 },
                 PoolKind::Queue { .. } => ReplicaInfo {
                     flops_per_s: 1.0,
                     kv_capacity_blocks: 0,
                     block_size: 0,
                     pool: pi as u16,
+                    slots,
                 },
             };
             let ids: Vec<u16> = match &p.kind {

@@ -1298,7 +1298,8 @@ fn policies(
             flops_per_s: 1.0,
             kv_capacity_blocks: 0,
             block_size: 0,
-            pool: 0
+            pool: 0,
+            slots: 1,
         };
         weights.len()
     ];

@@ -36,6 +36,7 @@ fn drive(name: &str, seed: u64) -> Vec<u32> {
             kv_capacity_blocks: 500 + 100 * r as u32,
             block_size: 16,
             pool: (r % 2) as u16,
+            slots: 64,
         })
         .collect();
     let ctx = BuildCtx { run_seed: seed, weights: &weights, replicas: &infos, gateway: 0 };

@@ -9,14 +9,31 @@
 //! The registry drives `routelab list policies`, scenario validation, and the conformance test
 //! that every policy builds with defaults, only picks candidates and is deterministic.
 
+mod bounded_load_hash;
+mod cache_aware;
+mod consistent_hash;
+mod global_least_request;
+mod gpu_aware;
 mod join_shortest_queue;
+mod kv_router;
+mod least_kv;
 mod least_requests;
 mod least_response_time;
+mod least_tokens;
+mod maglev;
+mod model_affinity;
 mod peak_ewma;
 mod power_of_d;
+mod precise_prefix;
+mod prefix_hash;
+mod queue_depth;
 mod random;
+mod rendezvous_hash;
 mod round_robin;
+mod session_affinity;
+mod vllm_dp;
 mod weighted_round_robin;
+mod weighted_scorers;
 
 use crate::rng::Stream;
 use crate::time::{SimDuration, SimTime};
@@ -53,6 +70,9 @@ pub struct ReplicaInfo {
     pub block_size: u32,
     /// Pool index.
     pub pool: u16,
+    /// Most requests it runs at once (`max_num_seqs` for llm replicas, `slots` for queue
+    /// replicas).
+    pub slots: u32,
 }
 
 /// Where KV blocks live, as the replicas' KV events have reported them (possibly delayed by
@@ -227,14 +247,31 @@ pub struct RouterEntry {
 
 /// Every routing policy, alphabetical.
 pub static ROUTERS: &[&RouterEntry] = &[
+    &bounded_load_hash::ENTRY,
+    &cache_aware::ENTRY,
+    &consistent_hash::ENTRY,
+    &global_least_request::ENTRY,
+    &gpu_aware::ENTRY,
     &join_shortest_queue::ENTRY,
+    &kv_router::ENTRY,
+    &least_kv::ENTRY,
     &least_requests::ENTRY,
     &least_response_time::ENTRY,
+    &least_tokens::ENTRY,
+    &maglev::ENTRY,
+    &model_affinity::ENTRY,
     &peak_ewma::ENTRY,
     &power_of_d::ENTRY,
+    &precise_prefix::ENTRY,
+    &prefix_hash::ENTRY,
+    &queue_depth::ENTRY,
     &random::ENTRY,
+    &rendezvous_hash::ENTRY,
     &round_robin::ENTRY,
+    &session_affinity::ENTRY,
+    &vllm_dp::ENTRY,
     &weighted_round_robin::ENTRY,
+    &weighted_scorers::ENTRY,
 ];
 
 /// The entry called `name`.
@@ -317,7 +354,8 @@ pub(crate) mod testutil {
                         flops_per_s: 1e15,
                         kv_capacity_blocks: 1000,
                         block_size: 16,
-                        pool: 0
+                        pool: 0,
+                        slots: 256,
                     };
                     n
                 ],
