@@ -144,6 +144,10 @@ pub struct RunArgs {
     /// Do not draw plots.
     #[arg(long)]
     pub no_plots: bool,
+    /// Write every routing decision for request ids FROM..TO (or the first N) of each run to
+    /// decisions.csv: gateway, chosen replica, the signals it saw and the live ones.
+    #[arg(long, value_name = "FROM..TO")]
+    pub trace_decisions: Option<String>,
 }
 
 /// Errors the CLI reports; `main` maps them to exit codes.
@@ -295,7 +299,9 @@ fn load_all(args: &RunArgs) -> Result<Vec<Scenario>, CliError> {
             c
         }));
     }
+    let trace = parse_trace(args.trace_decisions.as_deref())?;
     for s in &mut scenarios {
+        s.trace_decisions = trace;
         if let Some(seed) = args.seed {
             s.seed = seed;
         }
@@ -317,6 +323,28 @@ fn load_all(args: &RunArgs) -> Result<Vec<Scenario>, CliError> {
         select_policies(s, &args.policy)?;
     }
     Ok(scenarios)
+}
+
+/// Parses `--trace-decisions`: `FROM..TO` (request ids, TO exclusive) or `N` (= `0..N`).
+fn parse_trace(text: Option<&str>) -> Result<Option<(u64, u64)>, CliError> {
+    let Some(t) = text else { return Ok(None) };
+    let bad = || {
+        ConfigError::flag(
+            &format!("--trace-decisions {t}"),
+            "expected FROM..TO request ids with FROM < TO (e.g. 1000..1100) or a count N",
+        )
+    };
+    let (a, b) = match t.split_once("..") {
+        Some((a, b)) => (
+            a.trim().parse::<u64>().map_err(|_| bad())?,
+            b.trim().parse::<u64>().map_err(|_| bad())?,
+        ),
+        None => (0, t.trim().parse::<u64>().map_err(|_| bad())?),
+    };
+    if a >= b || b - a > 10_000_000 {
+        return Err(bad().into());
+    }
+    Ok(Some((a, b)))
 }
 
 fn parse_shard(text: Option<&str>) -> Result<Option<Shard>, CliError> {
@@ -428,6 +456,8 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
         runs: Vec::new(),
         quantiles: Vec::new(),
         timeseries: Vec::new(),
+        routing: Vec::new(),
+        decisions: Vec::new(),
         manifest: manifest.clone(),
     });
     let mut errors = Vec::new();
@@ -444,6 +474,8 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
                     set.runs.push(x.row);
                     set.quantiles.extend(x.quantiles);
                     set.timeseries.extend(x.timeseries);
+                    set.routing.extend(x.routing);
+                    set.decisions.extend(x.decisions);
                 }
                 Err(e) => errors.push(e),
             }

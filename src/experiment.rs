@@ -105,6 +105,10 @@ pub struct RunResult {
     pub quantiles: Vec<Vec<String>>,
     /// `timeseries.csv` records.
     pub timeseries: Vec<Vec<String>>,
+    /// `routing.csv` records (requests routed per replica).
+    pub routing: Vec<Vec<String>>,
+    /// `decisions.csv` records (`--trace-decisions`).
+    pub decisions: Vec<Vec<String>>,
 }
 
 /// Executes one run.
@@ -117,6 +121,8 @@ pub fn execute_one(plan: &Plan, spec: RunSpec) -> Result<RunResult, RunError> {
             Ok(RunResult {
                 quantiles: artifacts::quantile_records(&key, &out),
                 timeseries: artifacts::timeseries_records(&key, &out),
+                routing: artifacts::routing_records(&key, &out),
+                decisions: artifacts::decision_records(&key, &out),
                 row: RunRow::from_output(key, &out),
             })
         }

@@ -257,3 +257,70 @@ fn multi_model_replica_swaps_with_a_cold_start() {
     let p99 = rec.ttft.quantile_ms(0.99).expect("ttft");
     assert!(p99 >= cold_start_s * 1e3 * 0.5, "p99 {p99} ms vs cold start {cold_start_s} s");
 }
+
+mod kv_index_oracle {
+    use super::*;
+    use crate::policy::routing::{
+        BuildCtx, KvIndex, ParamDoc, RequestView, RouteView, Router, RouterEntry,
+    };
+    use crate::scenario::PolicySpec;
+
+    /// Round robin that asks for the KV index and checks, at every decision, that the index
+    /// answers consistently for the request's own hashes.
+    struct IndexedRr(u32);
+
+    impl Router for IndexedRr {
+        fn route(&mut self, req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
+            let mut out = Vec::new();
+            view.kv_index.leading_matches(req.hashes, view.candidates, &mut out);
+            assert!(out.iter().all(|&m| m as usize <= req.hashes.len()));
+            self.0 = self.0.wrapping_add(1);
+            view.candidates[self.0 as usize % view.candidates.len()]
+        }
+        fn uses_kv_index(&self) -> bool {
+            true
+        }
+    }
+
+    fn build(_: &serde_yaml_ng::Value, _: &BuildCtx<'_>) -> Result<Box<dyn Router>, String> {
+        Ok(Box::new(IndexedRr(0)))
+    }
+
+    static ENTRY: RouterEntry =
+        RouterEntry { name: "indexed_rr", summary: "test", params: &[] as &[ParamDoc], build };
+
+    #[test]
+    fn undelayed_kv_events_mirror_every_replica_cache_exactly() {
+        let mut sc = llm_scenario(
+            3,
+            40.0,
+            "{ dist: uniform, low: 300, high: 1500 }",
+            "{ dist: uniform, low: 1, high: 50 }",
+            3000,
+            Some(600),
+            EngineConfig::default(),
+        );
+        sc.classes[0].prefix = Some(PrefixSpec { groups: 20, group_tokens: 400, zipf_s: 1.0 });
+        let policy = PolicySpec {
+            label: "indexed_rr".into(),
+            entry: &ENTRY,
+            params: serde_yaml_ng::Value::Null,
+        };
+        let run_seed = rng::run_seed(sc.seed, 0);
+        let mut sim = Sim::new(&sc, &policy, run_seed).expect("builds");
+        sim.run().expect("runs");
+        let ix = sim.gateway.kv_index().expect("index enabled");
+        let mut pairs = 0u64;
+        for (r, e) in sim.cluster.llm.iter().enumerate() {
+            for h in e.cached_hashes() {
+                pairs += 1;
+                let mut out = Vec::new();
+                ix.leading_matches(&[h], &[r as u32], &mut out);
+                assert_eq!(out, vec![1], "replica {r} holds {h:#x} but the index says not");
+            }
+        }
+        assert!(pairs > 100, "the workload must leave cached prefixes ({pairs})");
+        assert_eq!(ix.pairs(), pairs, "the index knows residency no replica has");
+        assert!(ix.applied > pairs, "evictions happened and were applied too");
+    }
+}

@@ -887,6 +887,9 @@ impl<'a> Sim<'a> {
             // Queue replicas deliver the whole response at completion: TTFT = E2E.
             self.rec.ttft = self.rec.e2e.clone();
         }
+        if self.slab.live() == 0 {
+            self.viol.routing += self.gateway.leftover();
+        }
         invariants::check(&self.rec, &self.viol, self.slab.live())
             .map_err(RunFailure::Invariant)?;
         self.rec.finalize();

@@ -100,6 +100,20 @@ impl KvEventIndex {
         }
     }
 
+    /// `(replica, hash)` residency pairs known.
+    pub fn pairs(&self) -> u64 {
+        let mut live = vec![true; self.bits.len() / self.words];
+        for &s in &self.free {
+            live[s as usize] = false;
+        }
+        self.bits
+            .chunks(self.words)
+            .zip(live)
+            .filter(|(_, l)| *l)
+            .map(|(c, _)| c.iter().map(|w| u64::from(w.count_ones())).sum::<u64>())
+            .sum()
+    }
+
     /// Hashes known to be held by at least one replica.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -131,6 +131,8 @@ pub struct Gateways {
     /// Requests routed to each replica (measured requests only).
     pub routed: Vec<u64>,
     trace_ids: Option<(u64, u64)>,
+    /// Picks outside the candidate set (an invariant violation).
+    pub non_candidate: u64,
     /// Decisions traced.
     pub decisions: Vec<Decision>,
     scratch: Vec<u32>,
@@ -172,6 +174,7 @@ impl Gateways {
             block_size: cluster.infos.iter().map(|i| i.block_size).find(|&b| b > 0).unwrap_or(16),
             routed: vec![0; n],
             trace_ids: None,
+            non_candidate: 0,
             decisions: Vec::new(),
             scratch: Vec::new(),
         }
@@ -190,6 +193,11 @@ impl Gateways {
     /// Whether there is no instance (never: validation requires at least one).
     pub fn is_empty(&self) -> bool {
         self.gws.is_empty()
+    }
+
+    /// The KV-event index, when some router reads it.
+    pub fn kv_index(&self) -> Option<&KvEventIndex> {
+        self.kv.as_ref()
     }
 
     /// Whether replicas must publish KV events.
@@ -284,7 +292,9 @@ impl Gateways {
             now,
         };
         let r = gw.router.route(req, &view);
-        debug_assert!(candidates.contains(&r), "router picked a non-candidate");
+        if candidates.binary_search(&r).is_err() {
+            self.non_candidate += 1;
+        }
         if self.trace_ids.is_some_and(|(a, b)| (a..b).contains(&req.id)) {
             kv_index.leading_matches(req.hashes, &[r], &mut self.scratch);
             self.decisions.push(Decision {
@@ -323,6 +333,19 @@ impl Gateways {
         gw.in_flight[done.replica as usize] -= 1;
         self.global_in_flight[done.replica as usize] -= 1;
         gw.router.on_complete(done);
+    }
+
+    /// Routing violations: picks outside the candidate set plus in-flight counts still open
+    /// (call when no request is live).
+    pub fn leftover(&self) -> u64 {
+        let open: u64 = self
+            .gws
+            .iter()
+            .flat_map(|g| g.in_flight.iter())
+            .chain(self.global_in_flight.iter())
+            .map(|&x| u64::from(x))
+            .sum();
+        self.non_candidate + open
     }
 
     /// Max over replicas of requests in flight divided by their mean (`None` when nothing is

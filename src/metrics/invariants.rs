@@ -7,7 +7,9 @@
 //! - causality: `arrival <= service start <= done` for every request that completed;
 //! - monotone clock: no event is processed at an earlier time than the one before it;
 //! - work conservation: no replica has a free slot while a live request waits in its queue,
-//!   checked after every change to the replica.
+//!   checked after every change to the replica;
+//! - routing: every pick is a candidate (a ready replica able to serve the request), and every
+//!   gateway's in-flight counters return to zero.
 
 use super::Recorder;
 
@@ -27,6 +29,8 @@ pub struct Violations {
     pub ttft_below_prefill: u64,
     /// Requests whose TPOT is below the shortest iteration their replica can run.
     pub tpot_below_iteration: u64,
+    /// Routing picks outside the candidate set, plus gateway in-flight counts left at the end.
+    pub routing: u64,
 }
 
 /// Checks every end-of-run invariant; `Err` describes the first broken one.
@@ -68,6 +72,12 @@ pub fn check(rec: &Recorder, v: &Violations, in_flight_at_end: u64) -> Result<()
             v.tpot_below_iteration
         ));
     }
+    if v.routing > 0 {
+        return Err(format!(
+            "routing: {} picks outside the candidate set or in-flight counts left over",
+            v.routing
+        ));
+    }
     if v.work_conservation > 0 {
         return Err(format!(
             "work conservation: {} times a replica had a free slot while a request waited",
@@ -98,6 +108,7 @@ mod tests {
             Violations { kv_conservation: 1, ..Default::default() },
             Violations { ttft_below_prefill: 1, ..Default::default() },
             Violations { tpot_below_iteration: 1, ..Default::default() },
+            Violations { routing: 1, ..Default::default() },
         ] {
             assert!(check(&rec, &v, 0).is_err());
         }

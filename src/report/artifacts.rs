@@ -79,6 +79,73 @@ pub fn timeseries_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Header of `routing.csv`.
+pub fn routing_header() -> Vec<&'static str> {
+    [KEY_COLUMNS, &["replica", "pool", "routed", "share"]].concat()
+}
+
+/// `routing.csv` records of one run: measured requests routed to each replica and their share.
+pub fn routing_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
+    let total: u64 = out.routed.iter().sum();
+    out.routed
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| {
+            let mut rec = key_fields(key);
+            rec.push(r.to_string());
+            rec.push(out.pool_of.get(r).map_or(0, |&p| p).to_string());
+            rec.push(n.to_string());
+            rec.push(fmt_value((total > 0).then(|| n as f64 / total as f64), 6));
+            rec
+        })
+        .collect()
+}
+
+/// Header of `decisions.csv`.
+pub fn decisions_header() -> Vec<&'static str> {
+    [
+        KEY_COLUMNS,
+        &[
+            "request",
+            "t_s",
+            "gateway",
+            "class",
+            "replica",
+            "candidates",
+            "in_flight",
+            "queued_seen",
+            "queued_live",
+            "kv_util_seen",
+            "matched_blocks",
+            "prompt_blocks",
+        ],
+    ]
+    .concat()
+}
+
+/// `decisions.csv` records of one run.
+pub fn decision_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
+    out.decisions
+        .iter()
+        .map(|d| {
+            let mut rec = key_fields(key);
+            rec.push(d.id.to_string());
+            rec.push(fmt_value(Some(d.time.as_secs_f64()), 6));
+            rec.push(d.gateway.to_string());
+            rec.push(d.class.to_string());
+            rec.push(d.replica.to_string());
+            rec.push(d.candidates.to_string());
+            rec.push(d.in_flight.to_string());
+            rec.push(d.queued_seen.to_string());
+            rec.push(d.queued_live.to_string());
+            rec.push(fmt_value(Some(f64::from(d.kv_util_seen)), 4));
+            rec.push(d.matched_blocks.to_string());
+            rec.push(d.prompt_blocks.to_string());
+            rec
+        })
+        .collect()
+}
+
 /// A CSV file from a header and records, in the order given.
 pub fn keyed_csv(header: &[&str], records: &[Vec<String>]) -> Vec<u8> {
     let mut w =

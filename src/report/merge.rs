@@ -41,6 +41,8 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<CommandOutput, ConfigE
                 m.runs.extend(set.runs);
                 m.quantiles.extend(set.quantiles);
                 m.timeseries.extend(set.timeseries);
+                m.routing.extend(set.routing);
+                m.decisions.extend(set.decisions);
             }
         }
     }

@@ -1,8 +1,9 @@
 //! A result directory as a whole: writing every file of a run from its rows and records, and
 //! reading one back (for `merge` and `--resume`).
 //!
-//! Files: `runs.csv`, `summary.csv`, `summary.md`, `quantiles.csv`, `timeseries.csv` (when
-//! sampled), `manifest.json`, each replaced atomically. Rows and records are put in plan order
+//! Files: `runs.csv`, `summary.csv`, `summary.md`, `quantiles.csv`, `routing.csv`,
+//! `timeseries.csv` (when sampled), `decisions.csv` (when traced), `manifest.json`, each
+//! replaced atomically. Rows and records are put in plan order
 //! first, so a directory's bytes depend only on what ran, not on how (threads, shards, resume).
 
 use super::artifacts::{self, keyed_csv, read_keyed, record_key};
@@ -22,6 +23,10 @@ pub struct ResultSet {
     pub quantiles: Vec<Vec<String>>,
     /// `timeseries.csv` records.
     pub timeseries: Vec<Vec<String>>,
+    /// `routing.csv` records.
+    pub routing: Vec<Vec<String>>,
+    /// `decisions.csv` records.
+    pub decisions: Vec<Vec<String>>,
     /// The manifest.
     pub manifest: Manifest,
 }
@@ -35,7 +40,9 @@ impl ResultSet {
         let mut seen = std::collections::BTreeSet::new();
         self.runs.retain(|r| positions.contains_key(&r.key) && seen.insert(r.key.clone()));
         self.runs.sort_by_key(|r| positions[&r.key]);
-        for recs in [&mut self.quantiles, &mut self.timeseries] {
+        for recs in
+            [&mut self.quantiles, &mut self.timeseries, &mut self.routing, &mut self.decisions]
+        {
             recs.retain(|r| record_key(r).is_some_and(|k| seen.contains(&k)));
             recs.sort_by_key(|r| record_key(r).map(|k| positions[&k]));
         }
@@ -56,6 +63,16 @@ impl ResultSet {
             atomic_write(
                 &dir.join("timeseries.csv"),
                 &keyed_csv(&artifacts::timeseries_header(), &self.timeseries),
+            )?;
+        }
+        atomic_write(
+            &dir.join("routing.csv"),
+            &keyed_csv(&artifacts::routing_header(), &self.routing),
+        )?;
+        if !self.decisions.is_empty() {
+            atomic_write(
+                &dir.join("decisions.csv"),
+                &keyed_csv(&artifacts::decisions_header(), &self.decisions),
             )?;
         }
         atomic_write(&dir.join("summary.csv"), &csv_out::summary_csv(&summary))?;
@@ -96,6 +113,8 @@ impl ResultSet {
             runs,
             quantiles: records("quantiles.csv")?,
             timeseries: records("timeseries.csv")?,
+            routing: records("routing.csv")?,
+            decisions: records("decisions.csv")?,
             manifest,
         })
     }

@@ -4,6 +4,7 @@ mod common;
 mod config;
 mod deploy;
 mod determinism;
+mod gateway;
 mod invariants;
 mod lab;
 mod limits;

@@ -388,6 +388,11 @@ impl LlmReplica {
         self.loading.unwrap_or(self.loaded)
     }
 
+    /// Hashes of the blocks its prefix cache holds (allocated or cached), in block order.
+    pub fn cached_hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.kv.all_hashes()
+    }
+
     /// Starts publishing KV events (see [`LlmReplica::drain_kv_events`]).
     pub fn enable_kv_events(&mut self) {
         self.kv.enable_events();
