@@ -372,7 +372,9 @@ fn select_policies(s: &mut Scenario, wanted: &[String]) -> Result<(), CliError> 
         let matches: Vec<_> =
             s.policies.iter().filter(|p| &p.label == w || p.entry.name == w).cloned().collect();
         if matches.is_empty() {
-            chosen.push(policy_from_name(w)?);
+            let mut p = policy_from_name(w)?;
+            p.gateway = s.gateway;
+            chosen.push(p);
         } else {
             chosen.extend(matches);
         }

@@ -305,6 +305,7 @@ mod kv_index_oracle {
             label: "indexed_rr".into(),
             entry: &ENTRY,
             params: serde_yaml_ng::Value::Null,
+            gateway: sc.gateway,
         };
         let run_seed = rng::run_seed(sc.seed, 0);
         let mut sim = Sim::new(&sc, &policy, run_seed).expect("builds");

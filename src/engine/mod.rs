@@ -171,7 +171,7 @@ pub fn run(sc: &Scenario, policy: &PolicySpec, replication: u32) -> Result<RunOu
 impl<'a> Sim<'a> {
     fn new(sc: &'a Scenario, policy: &PolicySpec, run_seed: u64) -> Result<Sim<'a>, RunFailure> {
         let mut cluster = Cluster::new(&sc.pools, &sc.classes);
-        let routers = (0..sc.gateway.replicas)
+        let routers = (0..policy.gateway.replicas)
             .map(|g| {
                 let ctx = BuildCtx {
                     run_seed,
@@ -183,7 +183,7 @@ impl<'a> Sim<'a> {
                     .map_err(|e| RunFailure::Invariant(format!("policy failed to build: {e}")))
             })
             .collect::<Result<Vec<_>, RunFailure>>()?;
-        let mut gateway = Gateways::new(&sc.gateway, routers, &cluster, run_seed);
+        let mut gateway = Gateways::new(&policy.gateway, routers, &cluster, run_seed);
         if gateway.needs_kv_events() {
             for e in &mut cluster.llm {
                 e.enable_kv_events();

@@ -137,6 +137,9 @@ pub struct PolicySpec {
     pub entry: &'static RouterEntry,
     /// Parameters as a YAML mapping (`Null` for defaults).
     pub params: serde_yaml_ng::Value,
+    /// Gateway configuration for this policy's runs (the scenario's `gateway:` with the
+    /// policy entry's own `gateway:` keys on top).
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 /// Options that change a scenario as it is loaded.

@@ -102,7 +102,8 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
     let cat = catalog(&c, &raw)?;
     let pools = pools(&c, &raw.cluster, &cat)?;
     let classes = classes(&c, &raw.workload, &pools, &cat)?;
-    let policies = policies(&c, &raw.policies, &pools)?;
+    let gateway = gateway_over(&c, "gateway", GatewayConfig::default(), raw.gateway.as_ref())?;
+    let policies = policies(&c, &raw.policies, &pools, gateway)?;
     let limits = limits(&c, raw.limits.as_ref())?;
     let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies)?;
     Ok(Scenario {
@@ -127,18 +128,24 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
             Some(t) => Some(c.seconds("timeseries.interval_s", t.interval_s)?),
             None => None,
         },
-        gateway: gateway(&c, raw.gateway.as_ref())?,
+        gateway,
         trace_decisions: None,
     })
 }
 
-/// Validates `gateway:`.
-fn gateway(c: &Ctx<'_>, g: Option<&super::raw::RawGateway>) -> Result<GatewayConfig, ConfigError> {
-    let mut out = GatewayConfig::default();
+/// Validates a `gateway:` mapping at `path` over `base` (keys it omits keep `base`'s values).
+fn gateway_over(
+    c: &Ctx<'_>,
+    path: &str,
+    base: GatewayConfig,
+    g: Option<&super::raw::RawGateway>,
+) -> Result<GatewayConfig, ConfigError> {
+    let mut out = base;
     let Some(g) = g else { return Ok(out) };
+    let key = |k: &str| format!("{path}.{k}");
     if let Some(n) = g.replicas {
         if !(1..=1024).contains(&n) {
-            return Err(c.err("gateway.replicas", format!("= {n}: must be 1..=1024")));
+            return Err(c.err(&key("replicas"), format!("= {n}: must be 1..=1024")));
         }
         out.replicas = n;
     }
@@ -148,22 +155,26 @@ fn gateway(c: &Ctx<'_>, g: Option<&super::raw::RawGateway>) -> Result<GatewayCon
             super::raw::RawSpread::RoundRobin => Spread::RoundRobin,
         };
     }
-    let ms = |path: &str, v: Option<f64>| -> Result<SimDuration, ConfigError> {
-        let Some(v) = v else { return Ok(SimDuration::ZERO) };
+    let ms = |path: &str, v: f64| -> Result<SimDuration, ConfigError> {
         let v = c.non_negative(path, v)?;
         if v > 3.6e6 {
             return Err(c.err(path, format!("= {}: must be at most 3600000 (one hour)", num(v))));
         }
         Ok(SimDuration::from_secs_f64(v / 1000.0))
     };
-    out.metrics_refresh = ms("gateway.metrics_refresh_ms", g.metrics_refresh_ms)?;
-    out.kv_event_delay = ms("gateway.kv_event_delay_ms", g.kv_event_delay_ms)?;
-    if out.metrics_refresh > SimDuration::ZERO && out.metrics_refresh < SimDuration::from_millis(1)
-    {
-        return Err(c.err(
-            "gateway.metrics_refresh_ms",
-            "must be 0 (live) or at least 1 ms (finer scrapes only slow the run down)",
-        ));
+    if let Some(v) = g.metrics_refresh_ms {
+        out.metrics_refresh = ms(&key("metrics_refresh_ms"), v)?;
+        if out.metrics_refresh > SimDuration::ZERO
+            && out.metrics_refresh < SimDuration::from_millis(1)
+        {
+            return Err(c.err(
+                &key("metrics_refresh_ms"),
+                "must be 0 (live) or at least 1 ms (finer scrapes only slow the run down)",
+            ));
+        }
+    }
+    if let Some(v) = g.kv_event_delay_ms {
+        out.kv_event_delay = ms(&key("kv_event_delay_ms"), v)?;
     }
     Ok(out)
 }
@@ -1285,6 +1296,7 @@ fn policies(
     c: &Ctx<'_>,
     ps: &[serde_yaml_ng::Value],
     pools: &[PoolSpec],
+    gateway: GatewayConfig,
 ) -> Result<Vec<PolicySpec>, ConfigError> {
     if ps.is_empty() {
         return Err(
@@ -1312,12 +1324,12 @@ fn policies(
                 let name = serde_yaml_ng::Value::String(e.name.to_string());
                 let listed = ps.iter().any(|p| p.as_str() == Some(e.name));
                 if !listed && !out.iter().any(|o| o.label == e.name) {
-                    out.push(policy(c, &path, &name)?);
+                    out.push(policy(c, &path, &name, gateway)?);
                 }
             }
             continue;
         }
-        let spec = policy(c, &path, v)?;
+        let spec = policy(c, &path, v, gateway)?;
         let ctx = BuildCtx { run_seed: 0, weights: &weights, replicas: &infos, gateway: 0 };
         (spec.entry.build)(&spec.params, &ctx)
             .map_err(|e| policy_param_error(c, &path, &spec, &ctx, &e))?;
@@ -1378,8 +1390,14 @@ fn policy_param_error(
 
 /// Parses one `policies:` entry: a name, or a mapping with `name`, optional `label`, and the
 /// policy's parameters.
-fn policy(c: &Ctx<'_>, path: &str, v: &serde_yaml_ng::Value) -> Result<PolicySpec, ConfigError> {
+fn policy(
+    c: &Ctx<'_>,
+    path: &str,
+    v: &serde_yaml_ng::Value,
+    gateway: GatewayConfig,
+) -> Result<PolicySpec, ConfigError> {
     use serde_yaml_ng::Value;
+    let mut gw = gateway;
     let (name, label, params) = match v {
         Value::String(s) => (s.clone(), None, Value::Null),
         Value::Mapping(m) => {
@@ -1393,6 +1411,12 @@ fn policy(c: &Ctx<'_>, path: &str, v: &serde_yaml_ng::Value) -> Result<PolicySpe
                 None => None,
                 Some(_) => return Err(c.err(&format!("{path}.label"), "must be a string")),
             };
+            if let Some(g) = m.remove("gateway") {
+                let gp = format!("{path}.gateway");
+                let raw: super::raw::RawGateway =
+                    serde_yaml_ng::from_value(g).map_err(|e| c.err(&gp, e.to_string()))?;
+                gw = gateway_over(c, &gp, gateway, Some(&raw))?;
+            }
             let params = if m.is_empty() { Value::Null } else { Value::Mapping(m) };
             (name, label, params)
         }
@@ -1410,13 +1434,18 @@ fn policy(c: &Ctx<'_>, path: &str, v: &serde_yaml_ng::Value) -> Result<PolicySpe
             format!("= {label:?}: use letters, digits, '_' or '-'"),
         ));
     }
-    Ok(PolicySpec { label, entry, params })
+    Ok(PolicySpec { label, entry, params, gateway: gw })
 }
 
 /// Builds a policy spec from a bare name given on the command line (`--policy NAME`).
 pub fn policy_from_name(name: &str) -> Result<PolicySpec, ConfigError> {
     let c = Ctx { file: "<command line>" };
-    policy(&c, "--policy", &serde_yaml_ng::Value::String(name.to_string()))
+    policy(
+        &c,
+        "--policy",
+        &serde_yaml_ng::Value::String(name.to_string()),
+        GatewayConfig::default(),
+    )
 }
 
 /// Parses every `checks:` entry and checks its policy labels and metric names, so a bad check

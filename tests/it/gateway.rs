@@ -120,3 +120,30 @@ fn bad_gateway_keys_are_named() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 }
+
+#[test]
+fn a_policy_entry_can_override_the_gateway() {
+    // One table, one knob: the same policy with live and 1 s stale metrics, paired.
+    let rows = run_rows(
+        scenario(
+            "name: gwo\nseed: 5\nreplications: 2\nhorizon: { max_requests: 40000 }\n\
+             warmup: { requests: 2000 }\ngateway: { replicas: 4 }\n\
+             workload:\n  - class: r\n    arrival: { process: poisson, rate_per_s: 68 }\n    \
+             service_s: { dist: exponential, mean: 0.1 }\n\
+             cluster: { pools: [ { name: p, kind: queue, replicas: 8 } ] }\n\
+             policies:\n  - { name: join_shortest_queue, label: fresh }\n  \
+             - { name: join_shortest_queue, label: stale, gateway: { metrics_refresh_ms: 1000 } }\n",
+        ),
+        2,
+    );
+    let of = |label: &str| -> Vec<RunRow> {
+        rows.iter().filter(|r| r.key.policy == label).cloned().collect()
+    };
+    let direct = queue_cluster("join_shortest_queue", 4, 1000, "random");
+    assert_eq!(
+        mean(&of("stale"), "ttft_ms_p95"),
+        mean(&direct, "ttft_ms_p95"),
+        "the override equals setting the scenario's gateway"
+    );
+    assert!(mean(&of("stale"), "ttft_ms_p95") > 2.0 * mean(&of("fresh"), "ttft_ms_p95"));
+}
