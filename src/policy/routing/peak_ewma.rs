@@ -19,15 +19,17 @@
 //! local). Simplification: linkerd releases its pending handle at the first body frame, so its
 //! `pending` counts only requests still waiting for a first byte; here it counts requests
 //! until they end. RTT samples come from this gateway's completions only: `rtt_source:
-//! first_token` (linkerd's `PendingUntilFirstData`: arrival to first token) or `total`.
-//! Simplification: the simulator reports a request when it ends, so a first-token sample is
-//! applied at the completion time (stale by the decode time). Like tower, samples are taken
+//! first_token` (linkerd's `PendingUntilFirstData`: arrival to first token, sampled when the
+//! first token arrives) or `total` (sampled at the end). Like tower, samples are taken
 //! whatever the outcome (a request without a first token contributes its total time, which is
 //! ~0 for an immediate rejection and so makes that replica look cheaper; a timeout contributes
 //! the timeout). Stream: `router:peak_ewma`.
 
 use super::RouterEntry;
-use super::{parse_params, BuildCtx, Completion, ParamDoc, RequestView, RouteView, Router};
+use super::{
+    parse_params, BuildCtx, Completion, FirstToken, ParamDoc, RequestView, RouteView, Router,
+};
+use std::collections::BTreeMap;
 use crate::rng::Stream;
 use crate::time::SimTime;
 use serde::Deserialize;
@@ -96,6 +98,8 @@ struct PeakEwma {
     source: RttSource,
     rng: Stream,
     est: Vec<Option<Estimate>>,
+    /// Dispatch time of requests still waiting for their first token (`first_token` source).
+    awaiting: BTreeMap<u64, SimTime>,
 }
 
 impl PeakEwma {
@@ -106,6 +110,7 @@ impl PeakEwma {
             source: p.rtt_source,
             rng,
             est: vec![None; replicas],
+            awaiting: BTreeMap::new(),
         }
     }
 
@@ -124,7 +129,10 @@ impl PeakEwma {
 }
 
 impl Router for PeakEwma {
-    fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
+    fn route(&mut self, req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
+        if self.source == RttSource::FirstToken {
+            self.awaiting.insert(req.id, view.now);
+        }
         let c = view.candidates;
         for &r in c {
             self.estimate(r, view.now);
@@ -146,9 +154,21 @@ impl Router for PeakEwma {
         }
     }
 
+    fn on_first_token(&mut self, ft: &FirstToken) {
+        if let Some(sent) = self.awaiting.remove(&ft.id) {
+            let decay_ns = self.decay_ns;
+            let sample = (ft.now - sent).as_nanos() as f64;
+            self.estimate(ft.replica, ft.now).update(ft.now, sample, decay_ns);
+        }
+    }
+
     fn on_complete(&mut self, done: &Completion) {
         let sample = match self.source {
-            RttSource::FirstToken => done.first_token.unwrap_or(done.total),
+            // Sampled at the first token already, unless none came (then the total time).
+            RttSource::FirstToken => match self.awaiting.remove(&done.id) {
+                Some(_) => done.first_token.unwrap_or(done.total),
+                None => return,
+            },
             RttSource::Total => done.total,
         };
         let decay_ns = self.decay_ns;
@@ -194,7 +214,7 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
-    use super::super::{parse_params, Completion, RequestView, Router};
+    use super::super::{parse_params, Completion, FirstToken, RequestView, Router};
     use super::PeakEwma;
     use crate::rng::Stream;
     use crate::time::{SimDuration, SimTime, NANOS_PER_S};
@@ -213,6 +233,21 @@ mod tests {
             total: SimDuration((total_ms * MS) as u64),
             success: true,
             id: 0,
+        }
+    }
+
+    /// Applies the sample a completion carries at its time (first token or total, by the
+    /// router's source), as if the first token had arrived at `c.now`.
+    fn feed(r: &mut PeakEwma, c: Completion) {
+        match (r.source, c.first_token) {
+            (super::RttSource::FirstToken, Some(ft)) => {
+                let decay = r.decay_ns;
+                r.estimate(c.replica, c.now).update(c.now, ft.as_nanos() as f64, decay);
+            }
+            _ => {
+                r.awaiting.insert(c.id, c.now);
+                r.on_complete(&c);
+            }
         }
     }
 
@@ -235,6 +270,30 @@ mod tests {
     }
 
     #[test]
+    fn first_token_samples_arrive_with_the_first_token_not_the_end() {
+        let mut f = Fixture::new(&[1]);
+        let mut r = concrete(&f, "");
+        f.now = secs(1.0);
+        let req = RequestView { id: 5, ..RequestView::default() };
+        r.route(&req, &f.view());
+        r.on_first_token(&FirstToken { id: 5, replica: 0, now: secs(1.2) });
+        assert!(close(rtt_ms(&r, 0), 200.0), "peak to the 200 ms TTFT at once");
+        let mut d = done(0, secs(31.2), 200.0, 30_200.0);
+        d.id = 5;
+        r.on_complete(&d);
+        assert!(close(rtt_ms(&r, 0), 200.0), "the end adds no second sample");
+        // A request that never got a first token contributes its total time at the end.
+        f.now = secs(40.0);
+        let req = RequestView { id: 6, ..RequestView::default() };
+        r.route(&req, &f.view());
+        let mut d = done(0, secs(41.0), 0.0, 1000.0);
+        d.id = 6;
+        d.first_token = None;
+        r.on_complete(&d);
+        assert!(close(rtt_ms(&r, 0), 1000.0));
+    }
+
+    #[test]
     fn unseen_replicas_start_at_the_default_rtt() {
         let f = Fixture::new(&[1, 1]);
         let mut r = concrete(&f, "");
@@ -244,10 +303,10 @@ mod tests {
         // the unseen-but-default replica 1 at 30 ms.
         let f2 = Fixture::new(&[1, 1, 1]);
         let mut r = concrete(&f2, "default_rtt_ms: 30");
-        r.on_complete(&done(0, secs(0.0), 1.0, 1.0));
+        feed(&mut r, done(0, secs(0.0), 1.0, 1.0));
         let mut f2 = f2;
         f2.now = secs(1.0);
-        r.on_complete(&done(0, secs(1.0), 20.0, 20.0));
+        feed(&mut r, done(0, secs(1.0), 20.0, 20.0));
         assert!(rtt_ms(&r, 0) < 30.0);
         f2.candidates = vec![0, 1];
         for _ in 0..20 {
@@ -261,7 +320,7 @@ mod tests {
     fn a_slow_sample_jumps_up_at_once_then_decays_with_half_life_tau_ln2() {
         let f = Fixture::new(&[1]);
         let mut r = concrete(&f, "decay_s: 10");
-        r.on_complete(&done(0, secs(0.0), 500.0, 900.0));
+        feed(&mut r, done(0, secs(0.0), 500.0, 900.0));
         assert!(close(rtt_ms(&r, 0), 500.0), "peak: no smoothing upward");
         let mut f = f;
         f.now = secs(10.0 * std::f64::consts::LN_2);
@@ -273,8 +332,8 @@ mod tests {
     fn a_lower_sample_is_weighted_by_the_time_since_the_last_update() {
         let f = Fixture::new(&[1]);
         let mut r = concrete(&f, "");
-        r.on_complete(&done(0, secs(0.0), 500.0, 500.0));
-        r.on_complete(&done(0, secs(10.0), 100.0, 100.0));
+        feed(&mut r, done(0, secs(0.0), 500.0, 500.0));
+        feed(&mut r, done(0, secs(10.0), 100.0, 100.0));
         let e = (-1.0f64).exp();
         assert!(close(rtt_ms(&r, 0), 500.0 * e + 100.0 * (1.0 - e)), "{}", rtt_ms(&r, 0));
     }
@@ -285,7 +344,7 @@ mod tests {
         let mut read = concrete(&f, "");
         let mut unread = concrete(&f, "");
         for r in [&mut read, &mut unread] {
-            r.on_complete(&done(0, secs(0.0), 100.0, 100.0));
+            feed(r, done(0, secs(0.0), 100.0, 100.0));
         }
         f.now = secs(10.0);
         let e = (-1.0f64).exp();
@@ -293,8 +352,8 @@ mod tests {
         assert!(close(rtt_ms(&read, 0), 100.0 * e), "the read wrote the decayed value back");
         // The same 50 ms sample then lands differently: after the read it is a peak (50 >
         // 36.8) and replaces the estimate; unread, it is blended with weight 1 - e^-1.
-        read.on_complete(&done(0, secs(10.0), 50.0, 50.0));
-        unread.on_complete(&done(0, secs(10.0), 50.0, 50.0));
+        feed(&mut read, done(0, secs(10.0), 50.0, 50.0));
+        feed(&mut unread, done(0, secs(10.0), 50.0, 50.0));
         assert!(close(rtt_ms(&read, 0), 50.0));
         assert!(close(rtt_ms(&unread, 0), 100.0 * e + 50.0 * (1.0 - e)));
     }
@@ -304,7 +363,7 @@ mod tests {
         let mut f = Fixture::new(&[1, 1]);
         let mut r = concrete(&f, "");
         pick(&mut r, &f); // both at 30 ms, created at 0
-        r.on_complete(&done(1, secs(0.0), 60.0, 60.0)); // peak: 60 ms
+        feed(&mut r, done(1, secs(0.0), 60.0, 60.0)); // peak: 60 ms
         f.in_flight = vec![2, 0]; // 30·3 = 90 vs 60·1
         for _ in 0..20 {
             assert_eq!(pick(&mut r, &f), 1);
@@ -352,14 +411,14 @@ mod tests {
         let mut ft = concrete(&f, "");
         let mut tot = concrete(&f, "rtt_source: total");
         for r in [&mut ft, &mut tot] {
-            r.on_complete(&done(0, secs(0.0), 40.0, 900.0));
+            feed(r, done(0, secs(0.0), 40.0, 900.0));
         }
         assert!(close(rtt_ms(&ft, 0), 40.0));
         assert!(close(rtt_ms(&tot, 0), 900.0));
         // No first token (e.g. a timeout): the handle drops at the end, so total is used.
         let mut d = done(0, secs(0.0), 0.0, 1200.0);
         d.first_token = None;
-        ft.on_complete(&d);
+        feed(&mut ft, d);
         assert!(close(rtt_ms(&ft, 0), 1200.0));
     }
 
@@ -368,7 +427,7 @@ mod tests {
         let mut f = Fixture::new(&[1, 1]);
         let mut r = concrete(&f, "");
         pick(&mut r, &f);
-        r.on_complete(&done(1, secs(0.0), 2000.0, 2000.0)); // replica 1: 2 s peak
+        feed(&mut r, done(1, secs(0.0), 2000.0, 2000.0)); // replica 1: 2 s peak
         f.now = secs(1.0);
         assert_eq!(pick(&mut r, &f), 0);
         // Replica 0 keeps getting 30 ms samples; replica 1 decays only by time.
@@ -377,7 +436,7 @@ mod tests {
         while t < 120.0 {
             t += 1.0;
             f.now = secs(t);
-            r.on_complete(&done(0, f.now, 30.0, 30.0));
+            feed(&mut r, done(0, f.now, 30.0, 30.0));
             if pick(&mut r, &f) == 1 {
                 first_probe = Some(t);
                 break;
