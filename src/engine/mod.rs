@@ -421,7 +421,11 @@ impl<'a> Sim<'a> {
             class,
             model: self.cluster.class_model_id[class as usize],
             prompt_tokens: d.prompt_tokens,
-            session: d.prefix.session_key,
+            session: if d.prefix.session_key != 0 {
+                d.prefix.session_key
+            } else {
+                d.prefix.group_key
+            },
             hashes: &self.req_hashes,
         };
         let Some(r) = self.gateway.route(g, &view, &self.cluster, self.now, measured) else {

@@ -50,7 +50,9 @@ pub struct RequestView<'a> {
     pub model: u16,
     /// Prompt length in tokens (0 when the workload has none).
     pub prompt_tokens: u32,
-    /// Routing key: the session (conversation) id, or 0 when the request has none.
+    /// Routing key (the value a session header or cookie carries): the conversation id for a
+    /// turn of a session; otherwise the id of the request's shared-prefix group (the
+    /// application or API key whose system prompt it carries); 0 when it has neither.
     pub session: u64,
     /// Chained hashes of the prompt's shared blocks of [`RouteView::block_size`] tokens
     /// (block *i*'s hash identifies the whole prefix up to it). Empty unless the router asked
