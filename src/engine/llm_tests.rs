@@ -205,6 +205,7 @@ fn sessions_reuse_their_own_history_and_every_turn_ends_once() {
         turns: Dist::new(Law::Constant(4.0), None, None),
         think_time_s: Dist::new(Law::Constant(1.0), None, None),
         max_context_tokens: 100_000,
+        history: true,
     });
     let out = run_llm(&sc);
     let rec = &out.recorder;

@@ -153,6 +153,10 @@ impl Sessions {
         (e.1, e.2)
     }
 
+    fn live(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
     fn remove(&mut self, i: u32) {
         if self.slots[i as usize].take().is_some() {
             self.free.push(i);
@@ -274,7 +278,7 @@ impl<'a> Sim<'a> {
                     break;
                 }
             }
-            if self.open_classes == 0 && self.slab.live() == 0 {
+            if self.open_classes == 0 && self.slab.live() == 0 && self.sessions.live() == 0 {
                 break;
             }
         }
@@ -362,7 +366,7 @@ impl<'a> Sim<'a> {
     /// A session's next turn is due.
     fn on_session_turn(&mut self, session: u32) -> Result<(), RunFailure> {
         let (class, d) = self.sessions.pending(session);
-        if !self.classes[class as usize].open {
+        if !self.turns_continue(class, self.now) {
             self.sessions.remove(session);
             return Ok(());
         }
@@ -734,19 +738,32 @@ impl<'a> Sim<'a> {
     }
 
     /// A session turn ended: the user thinks and sends the next turn, unless the turn failed,
-    /// the session is over, or arrivals have stopped.
+    /// the session is over, or the next turn would come after arrivals stop.
     fn continue_session(&mut self, session: u32, class: u16, answer_tokens: u32, outcome: Outcome) {
-        let cs = &self.classes[class as usize];
-        if outcome != Outcome::Completed || !cs.open {
+        if outcome != Outcome::Completed || !self.turns_continue(class, self.now) {
             self.sessions.remove(session);
             return;
         }
+        let cs = &self.classes[class as usize];
         match cs.gen.next_turn(self.sessions.get_mut(session), answer_tokens) {
-            Some((think, d)) => {
+            Some((think, d)) if self.turns_continue(class, self.now + think) => {
                 self.sessions.set_pending(session, class, d);
                 self.queue.push(self.now + think, Event::SessionTurn { session });
             }
-            None => self.sessions.remove(session),
+            _ => self.sessions.remove(session),
+        }
+    }
+
+    /// Whether a session turn of `class` may be sent at `at`: before the horizon (a duration
+    /// horizon lets open sessions run to its end even after the class's last new session), and
+    /// never once `max_requests` arrivals are in.
+    fn turns_continue(&self, class: u16, at: SimTime) -> bool {
+        if self.sc.horizon.max_requests.is_some_and(|m| self.arrivals >= m) {
+            return false;
+        }
+        match self.sc.horizon.duration {
+            Some(d) => at < SimTime::ZERO + d,
+            None => self.classes[class as usize].open,
         }
     }
 

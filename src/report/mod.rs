@@ -435,6 +435,7 @@ mod tests {
             ("rejected_never_fit", 0),
             ("cold_starts", 0),
             ("gpu_hours", 6),
+            ("load_imbalance", 4),
             ("window_s", 3),
             ("events", 0),
             ("stale_events", 0),

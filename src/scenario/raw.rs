@@ -217,6 +217,10 @@ pub struct RawSession {
     /// `max_model_len` of the pools serving the class's model).
     #[serde(default)]
     pub max_context_tokens: Option<u32>,
+    /// Whether each turn resends the conversation so far (default true); `false` makes the
+    /// session a closed-loop client sending independent requests.
+    #[serde(default)]
+    pub history: Option<bool>,
 }
 
 /// `slo:` — latency objectives; a completed request meets its SLO when all given hold.

@@ -855,6 +855,7 @@ fn classes(
                     turns: dist(c, &format!("{sp}.turns"), &s.turns)?,
                     think_time_s: dist(c, &format!("{sp}.think_time_s"), &s.think_time_s)?,
                     max_context_tokens,
+                    history: s.history.unwrap_or(true),
                 })
             }
             None => None,

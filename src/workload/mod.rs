@@ -91,6 +91,9 @@ pub struct SessionSpec {
     pub think_time_s: Dist,
     /// Context cap: a turn whose prompt would exceed it ends the session instead.
     pub max_context_tokens: u32,
+    /// Each turn resends the conversation so far; `false`: turns are independent requests
+    /// (a closed-loop client) that share only the class's prefix group.
+    pub history: bool,
 }
 
 /// `slo:` — a completed request meets its SLO when every objective given holds.
@@ -402,6 +405,7 @@ mod tests {
                 turns,
                 think_time_s: Dist::new(Law::Exponential { mean: 20.0 }, None, None),
                 max_context_tokens,
+                history: true,
             }),
             ..class("chat")
         }
@@ -509,6 +513,30 @@ mod tests {
         let d = plain.draw(&mut Vec::new());
         assert!(plain.open_session(&d).is_none());
         assert_eq!(d.prefix.session_key, 0);
+    }
+
+    #[test]
+    fn sessions_without_history_send_independent_requests() {
+        let mut spec = ClassSpec {
+            prompt_tokens: Some(constant(100.0)),
+            output_tokens: Some(constant(50.0)),
+            ..chat(constant(5.0), 1000)
+        };
+        if let Some(s) = &mut spec.session {
+            s.history = false;
+        }
+        let mut g = gen(&spec, 0, 3);
+        assert!(g.next_after(SimTime::ZERO).is_some());
+        let first = g.draw(&mut Vec::new());
+        let mut s = g.open_session(&first).unwrap();
+        let mut n = 1;
+        while let Some((_, d)) = g.next_turn(&mut s, 50) {
+            assert_eq!(d.prompt_tokens, 100, "the message alone, no history");
+            assert_eq!(d.prefix.session_key, 0, "nothing of the conversation is shared");
+            assert_eq!(d.prefix.group_key, first.prefix.group_key, "the system prompt is");
+            n += 1;
+        }
+        assert_eq!(n, 5, "the context cap never ends a history-free session");
     }
 
     #[test]

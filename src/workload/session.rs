@@ -2,7 +2,8 @@
 //!
 //! A session starts with an arrival of its class (turn 1, drawn by `ClassGen::draw`); each
 //! later turn is sent a think time after the previous answer, with a prompt that is the whole
-//! conversation so far (previous prompt + answer) plus a new user message.
+//! conversation so far (previous prompt + answer) plus a new user message — or, with
+//! `history: false`, the new message alone (a closed-loop client of independent requests).
 //!
 //! Invariants: a [`Session`] is O(1) memory (a stream, a few counters, its key); every draw of
 //! turns 2.. (turn count, think times, user messages, output lengths, service uniforms) comes
@@ -98,7 +99,11 @@ impl Session {
         let message = laws.prompt.map_or(0, |d| tokens(d, &mut self.rng));
         let output = laws.output.map_or(0, |d| tokens(d, &mut self.rng));
         let service_u = self.rng.uniform_open();
-        let prompt = u64::from(self.prompt_tokens) + u64::from(answer_tokens) + u64::from(message);
+        let prompt = if laws.spec.history {
+            u64::from(self.prompt_tokens) + u64::from(answer_tokens) + u64::from(message)
+        } else {
+            u64::from(message)
+        };
         if prompt > u64::from(laws.spec.max_context_tokens) {
             self.turns = self.sent;
             return None;
@@ -109,7 +114,12 @@ impl Session {
             service_u,
             prompt_tokens: self.prompt_tokens,
             output_tokens: laws.max_tokens.map_or(output, |m| output.min(m)),
-            prefix: self.prefix,
+            prefix: if laws.spec.history {
+                self.prefix
+            } else {
+                // An independent request: no conversation blocks to share.
+                PrefixRef { session_key: 0, ..self.prefix }
+            },
         };
         Some((SimDuration::from_secs_f64(think), draws))
     }

@@ -29,10 +29,10 @@ use super::RouterEntry;
 use super::{
     parse_params, BuildCtx, Completion, FirstToken, ParamDoc, RequestView, RouteView, Router,
 };
-use std::collections::BTreeMap;
 use crate::rng::Stream;
 use crate::time::SimTime;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Which latency an RTT sample is.
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
