@@ -2,7 +2,8 @@
 //! loop, routing, metrics, row building) on M/M/8 at load 0.8, next to a minimal hand-written
 //! BinaryHeap DES of the same model as the yardstick.
 //!
-//! The `llm` group runs the one-million-request LLM scenario of the README.
+//! The `llm` group runs the one-million-request LLM scenario of the README; `routing` runs a
+//! 64-replica scenario once per routing policy (routing overhead versus round_robin).
 //!
 //! Run: `cargo bench --bench engine`. Figures go into the README's performance table.
 
@@ -127,5 +128,25 @@ fn llm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, engine, sweep, llm);
+/// Routing overhead: `scenarios/bench/routing-64.yaml` (100k requests on 64 replicas) once per
+/// registered policy, single-threaded; compare each policy's time with round_robin's.
+fn routing(c: &mut Criterion) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bench/routing-64.yaml");
+    let s = routelab::scenario::load(&path, &LoadOptions::default()).expect("valid bench scenario");
+    let mut g = c.benchmark_group("routing_64_replicas_100k");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(100_000));
+    for p in &s.policies {
+        let mut one = s.clone();
+        one.policies = vec![p.clone()];
+        let plan = experiment::plan(vec![one], None);
+        g.bench_function(BenchmarkId::new("policy", &p.label), |b| {
+            b.iter(|| experiment::execute(&plan, 1).len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engine, sweep, llm, routing);
 criterion_main!(benches);

@@ -66,7 +66,8 @@ fn cli_writes_identical_files_for_one_and_two_threads() {
 
 /// An `llm` cluster exercising every source of state: a multi-model pool with a tight pinned KV
 /// cache (preemptions, cold starts), chunked prefill, shared prefixes, sessions, timeouts,
-/// SLOs, `max_tokens` and a Mooncake trace window.
+/// SLOs, `max_tokens`, a Mooncake trace window, and three gateway instances on scraped metrics
+/// and delayed KV events with stateful (prefix-tree, KV-index, hash-ring, sticky) routers.
 fn llm_yaml() -> String {
     let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("data/traces/mooncake_conversation_trace.jsonl")
@@ -91,7 +92,9 @@ engine: {{ max_num_seqs: 16, max_num_batched_tokens: 512, num_gpu_blocks_overrid
 cold_start: {{ init_s: 0.5, load_gb_per_s: 20 }}\n    - name: a100\n      kind: llm\n      \
 replicas: 1\n      gpu: a100-80gb\n      model: llama-3-8b\n      \
 engine: {{ long_prefill_token_threshold: 256, max_model_len: 8192 }}\n\
-policies: [round_robin, least_requests, power_of_d, join_shortest_queue]\n"
+gateway: {{ replicas: 3, metrics_refresh_ms: 50, kv_event_delay_ms: 20 }}\n\
+policies: [round_robin, least_requests, power_of_d, join_shortest_queue, cache_aware, kv_router, \
+precise_prefix, weighted_scorers, bounded_load_hash, session_affinity]\n"
     )
 }
 
@@ -110,7 +113,7 @@ fn llm_runs_give_the_same_bytes_across_runs_and_thread_counts() {
     let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
     let (pre, cold, hit) = (col("preemptions"), col("cold_starts"), col("prefix_hit_rate"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 20);
     let num = |r: &Vec<&str>, i: usize| r[i].parse::<f64>().unwrap_or(0.0);
     assert!(rows.iter().any(|r| num(r, pre) > 0.0), "no preemption");
     assert!(rows.iter().any(|r| num(r, cold) > 0.0), "no cold start");

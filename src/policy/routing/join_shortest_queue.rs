@@ -1,9 +1,11 @@
 //! `join_shortest_queue`: the classic JSQ policy — the candidate with the fewest requests
-//! queued plus in service, read live from the replicas (an oracle signal: exact and current,
-//! shared by all gateways). Ties are broken uniformly at random (reservoir sampling over the
-//! tied candidates), as in the queueing-theory model, so idle replicas share load evenly.
+//! queued plus in service, as scraped from the replicas (with `metrics_refresh_ms: 0`, the
+//! default, read live: an oracle signal, exact and current, shared by all gateways). Ties are
+//! broken uniformly at random (reservoir sampling over the tied candidates), as in the
+//! queueing-theory model, so idle replicas share load evenly.
 //!
-//! Signals: replica queue length and in-service count, live. Stream: `router:join_shortest_queue`.
+//! Signals: replica queue length and in-service count, as of this gateway's last scrape.
+//! Stream: `router:join_shortest_queue`.
 
 use super::{parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry};
 use crate::rng::Stream;
@@ -47,7 +49,7 @@ fn build(v: &serde_yaml_ng::Value, ctx: &BuildCtx<'_>) -> Result<Box<dyn Router>
 
 pub(super) static ENTRY: RouterEntry = RouterEntry {
     name: "join_shortest_queue",
-    summary: "fewest queued + in-service requests, read live from replicas; random tie-break",
+    summary: "fewest queued + in-service requests as scraped from replicas; random tie-break",
     params: &[],
     build,
 };

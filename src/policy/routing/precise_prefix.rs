@@ -7,7 +7,8 @@
 //! `matched_e / total_blocks` where `matched_e` is the number of *leading* blocks of the
 //! request (truncated to `max_prefix_blocks_to_match`) that the KV-event index says replica
 //! `e` holds (the llm-d KV-cache indexer's longest-consecutive-prefix scorer, normalised by
-//! the request's block count as the scorer's absolute normaliser does); 0 without hashes. The
+//! the request's hashed block count as the scorer's absolute normaliser does — the shared
+//! blocks only: the simulator does not hash a prompt's unique tail); 0 without hashes. The
 //! load scorers (`queue`, `kv_cache_utilization`, `load_aware`, `active_request`,
 //! `running_requests`) and the pickers (`max_score`, `weighted_random`) are exactly those of
 //! `weighted_scorers` (shared code there).

@@ -710,7 +710,7 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
         ParamDoc {
             name: "prefix_cache_weight",
             default: "3",
-            doc: "prefix-cache-scorer: blocks in the routing-history index / prompt blocks",
+            doc: "prefix-cache-scorer: blocks in the routing-history index / hashed prompt blocks",
         },
         COMMON_DOCS[0],
         COMMON_DOCS[1],
