@@ -67,8 +67,6 @@ pub enum Event {
         /// Gateway instance.
         gateway: u16,
     },
-    /// Sample the load imbalance across replicas.
-    LoadSample,
     /// The drain after the horizon is over: whatever is still in flight is unfinished.
     DrainDeadline,
 }
@@ -100,7 +98,7 @@ impl Event {
             Event::ModelLoaded { .. } => Rank::Capacity,
             Event::Arrival { .. } | Event::SessionTurn { .. } => Rank::Arrival,
             Event::TimeoutTick { .. } => Rank::Timeout,
-            Event::Sample | Event::Scrape { .. } | Event::LoadSample => Rank::Control,
+            Event::Sample | Event::Scrape { .. } => Rank::Control,
             Event::DrainDeadline => Rank::EndOfRun,
         }
     }
