@@ -134,9 +134,18 @@ fn random_scenario(seed: u64) -> String {
     } else {
         String::new()
     };
+    let gateway = if p.chance(0.5) {
+        format!(
+            "gateway: {{ replicas: {}, metrics_refresh_ms: {} }}\n",
+            1 + p.below(4),
+            [0, 10, 100][p.below(3) as usize]
+        )
+    } else {
+        String::new()
+    };
     let policies: Vec<&str> = ROUTERS.iter().map(|e| e.name).collect();
     format!(
-        "name: swarm-{seed}\nseed: {seed}\nreplications: 1\nhorizon: {horizon}\n{warmup}workload:\n{classes}cluster:\n  pools:\n{pools}policies: [{}]\n",
+        "name: swarm-{seed}\nseed: {seed}\nreplications: 1\nhorizon: {horizon}\n{warmup}{gateway}workload:\n{classes}cluster:\n  pools:\n{pools}policies: [{}]\n",
         policies.join(", ")
     )
 }

@@ -292,12 +292,25 @@ fn random_llm_scenario(seed: u64) -> (String, Traits) {
     } else {
         String::new()
     };
+    // Gateway instances and signal staleness: several instances, scraped metrics, delayed KV
+    // events (the stateful routers must keep every invariant under them too).
+    let gateway = if p.chance(0.5) {
+        format!(
+            "gateway: {{ replicas: {}, metrics_refresh_ms: {}, kv_event_delay_ms: {}, spread: {} }}\n",
+            1 + p.below(3),
+            [0, 20, 200][p.below(3) as usize],
+            [0, 10, 100][p.below(3) as usize],
+            if p.chance(0.5) { "random" } else { "round_robin" }
+        )
+    } else {
+        String::new()
+    };
     // Three policies per scenario, rotating through the registry.
     let n = ROUTERS.len();
     let policies: Vec<&str> =
         (0..3.min(n)).map(|j| ROUTERS[(seed as usize * 3 + j) % n].name).collect();
     let yaml = format!(
-        "name: llm-swarm-{seed}\nseed: {seed}\nhorizon: {horizon}\n{warmup}workload:\n{classes}cluster:\n  pools:\n{pools}policies: [{}]\n",
+        "name: llm-swarm-{seed}\nseed: {seed}\nhorizon: {horizon}\n{warmup}{gateway}workload:\n{classes}cluster:\n  pools:\n{pools}policies: [{}]\n",
         policies.join(", ")
     );
     (yaml, t)
