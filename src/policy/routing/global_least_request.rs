@@ -29,10 +29,11 @@
 //! `kv_util` (scraped: as old as `metrics_refresh_ms`) and static replica FLOPS.
 //! Stream: `router:global_least_request` (one draw per tie).
 
-use super::{parse_params, BuildCtx, ParamDoc, RequestView, RouteView, Router, RouterEntry};
+use super::{
+    argmin_reservoir, parse_params, BuildCtx, ParamDoc, RequestView, RouteView, Router, RouterEntry,
+};
 use crate::rng::Stream;
 use serde::Deserialize;
-use std::cmp::Ordering;
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -70,27 +71,7 @@ struct GlobalLeastRequest {
 impl GlobalLeastRequest {
     /// Reservoir argmin of `key` over the candidates (ties: exact equality).
     fn argmin(&mut self, view: &RouteView<'_>, key: impl Fn(u32) -> f64) -> u32 {
-        let mut best = view.candidates[0];
-        let mut best_key = key(best);
-        let mut ties = 1u64;
-        for &r in &view.candidates[1..] {
-            let k = key(r);
-            match k.total_cmp(&best_key) {
-                Ordering::Less => {
-                    best = r;
-                    best_key = k;
-                    ties = 1;
-                }
-                Ordering::Equal => {
-                    ties += 1;
-                    if self.rng.next_u64() % ties == 0 {
-                        best = r;
-                    }
-                }
-                Ordering::Greater => {}
-            }
-        }
-        best
+        argmin_reservoir(view.candidates, &mut self.rng, key)
     }
 }
 

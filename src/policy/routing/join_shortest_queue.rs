@@ -7,7 +7,9 @@
 //! Signals: replica queue length and in-service count, as of this gateway's last scrape.
 //! Stream: `router:join_shortest_queue`.
 
-use super::{parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry};
+use super::{
+    argmin_reservoir, parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry,
+};
 use crate::rng::Stream;
 use serde::Deserialize;
 
@@ -21,24 +23,9 @@ struct Jsq {
 
 impl Router for Jsq {
     fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
-        let mut best = view.candidates[0];
-        let load = |r: u32| view.queued[r as usize] + view.in_service[r as usize];
-        let mut best_load = load(best);
-        let mut ties = 1u64;
-        for &r in &view.candidates[1..] {
-            let l = load(r);
-            if l < best_load {
-                best = r;
-                best_load = l;
-                ties = 1;
-            } else if l == best_load {
-                ties += 1;
-                if self.rng.next_u64() % ties == 0 {
-                    best = r;
-                }
-            }
-        }
-        best
+        argmin_reservoir(view.candidates, &mut self.rng, |r| {
+            view.queued[r as usize] + view.in_service[r as usize]
+        })
     }
 }
 

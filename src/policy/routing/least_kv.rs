@@ -14,10 +14,11 @@
 //! Signals: `kv_util` (scraped: as old as `metrics_refresh_ms`, live when it is 0).
 //! Stream: `router:least_kv` (one draw per tie).
 
-use super::{parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry};
+use super::{
+    argmin_reservoir, parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry,
+};
 use crate::rng::Stream;
 use serde::Deserialize;
-use std::cmp::Ordering;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,27 +30,7 @@ struct LeastKv {
 
 impl Router for LeastKv {
     fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
-        let mut best = view.candidates[0];
-        let mut best_kv = view.kv_util[best as usize];
-        let mut ties = 1u64;
-        for &r in &view.candidates[1..] {
-            let kv = view.kv_util[r as usize];
-            match kv.total_cmp(&best_kv) {
-                Ordering::Less => {
-                    best = r;
-                    best_kv = kv;
-                    ties = 1;
-                }
-                Ordering::Equal => {
-                    ties += 1;
-                    if self.rng.next_u64() % ties == 0 {
-                        best = r;
-                    }
-                }
-                Ordering::Greater => {}
-            }
-        }
-        best
+        argmin_reservoir(view.candidates, &mut self.rng, |r| view.kv_util[r as usize])
     }
 }
 

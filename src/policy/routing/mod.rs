@@ -294,6 +294,38 @@ pub fn parse_params<T: DeserializeOwned + Default>(v: &serde_yaml_ng::Value) -> 
     serde_yaml_ng::from_value(v.clone()).map_err(|e| e.to_string())
 }
 
+/// The candidate with the smallest `key`; exact ties are broken uniformly at random by
+/// reservoir sampling (the k-th tied candidate, in candidate order, replaces the pick with
+/// probability 1/k: one draw of `rng` per tie). Keys compare with `partial_cmp`; an
+/// incomparable key (NaN) never wins.
+pub(crate) fn argmin_reservoir<K: PartialOrd>(
+    candidates: &[u32],
+    rng: &mut Stream,
+    key: impl Fn(u32) -> K,
+) -> u32 {
+    let mut best = candidates[0];
+    let mut best_key = key(best);
+    let mut ties = 1u64;
+    for &r in &candidates[1..] {
+        let k = key(r);
+        match k.partial_cmp(&best_key) {
+            Some(std::cmp::Ordering::Less) => {
+                best = r;
+                best_key = k;
+                ties = 1;
+            }
+            Some(std::cmp::Ordering::Equal) => {
+                ties += 1;
+                if rng.next_u64() % ties == 0 {
+                    best = r;
+                }
+            }
+            _ => {}
+        }
+    }
+    best
+}
+
 /// Whether all candidates have the same weight.
 pub(crate) fn equal_weights(view: &RouteView<'_>) -> bool {
     let w0 = view.weights[view.candidates[0] as usize];

@@ -18,7 +18,9 @@
 //! Signals: `queued` (scraped: as old as `metrics_refresh_ms`, live when it is 0) and this
 //! gateway's in-flight counters (exact, local). Stream: `router:queue_depth` (one draw per tie).
 
-use super::{parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry};
+use super::{
+    argmin_reservoir, parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry,
+};
 use crate::rng::Stream;
 use serde::Deserialize;
 
@@ -32,24 +34,9 @@ struct QueueDepth {
 
 impl Router for QueueDepth {
     fn route(&mut self, _req: &RequestView<'_>, view: &RouteView<'_>) -> u32 {
-        let key = |r: u32| (view.queued[r as usize], view.in_flight[r as usize]);
-        let mut best = view.candidates[0];
-        let mut best_key = key(best);
-        let mut ties = 1u64;
-        for &r in &view.candidates[1..] {
-            let k = key(r);
-            if k < best_key {
-                best = r;
-                best_key = k;
-                ties = 1;
-            } else if k == best_key {
-                ties += 1;
-                if self.rng.next_u64() % ties == 0 {
-                    best = r;
-                }
-            }
-        }
-        best
+        argmin_reservoir(view.candidates, &mut self.rng, |r| {
+            (view.queued[r as usize], view.in_flight[r as usize])
+        })
     }
 }
 
