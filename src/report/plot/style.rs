@@ -35,8 +35,9 @@ pub const TICK_PX: f64 = 20.0;
 /// Default canvas (px): 16:9-ish, readable on a slide.
 pub const SIZE: (u32, u32) = (1200, 700);
 
-/// Tableau 10: distinguishable, print-safe; series colour = palette[first appearance % 10].
-const PALETTE: [(u8, u8, u8); 10] = [
+/// Tableau 10 (distinguishable, print-safe), then ten more from Tableau 20 chosen to stay apart
+/// from the first ten; series colour = palette[first appearance % 20].
+const PALETTE: [(u8, u8, u8); 20] = [
     (0x4E, 0x79, 0xA7),
     (0xF2, 0x8E, 0x2B),
     (0xE1, 0x57, 0x59),
@@ -47,6 +48,16 @@ const PALETTE: [(u8, u8, u8); 10] = [
     (0xED, 0xC9, 0x48),
     (0xFF, 0x9D, 0xA7),
     (0xBA, 0xB0, 0xAC),
+    (0xA0, 0xCB, 0xE8),
+    (0xFF, 0xBE, 0x7D),
+    (0xD3, 0x72, 0x95),
+    (0x49, 0x98, 0x94),
+    (0x8C, 0xD1, 0x7D),
+    (0xD4, 0xA6, 0xC8),
+    (0xD7, 0xB5, 0xA6),
+    (0xB6, 0x99, 0x2D),
+    (0x79, 0x70, 0x6E),
+    (0x1F, 0x3B, 0x5A),
 ];
 
 /// The colour of palette slot `i`.
