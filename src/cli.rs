@@ -260,10 +260,17 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
 /// The text of `routelab list policies`.
 pub fn list_policies() -> String {
     let mut out = String::new();
+    let name_w = ROUTERS.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let params = || ROUTERS.iter().flat_map(|e| e.params.iter());
+    let param_w = params().map(|p| p.name.len()).max().unwrap_or(0);
+    let default_w = params().map(|p| p.default.len()).max().unwrap_or(0).min(24);
     for e in ROUTERS {
-        out.push_str(&format!("{:<22} {}\n", e.name, e.summary));
+        out.push_str(&format!("{:<name_w$}  {}\n", e.name, e.summary));
         for p in e.params {
-            out.push_str(&format!("    {:<20} default {:<10} {}\n", p.name, p.default, p.doc));
+            out.push_str(&format!(
+                "    {:<param_w$}  default {:<default_w$}  {}\n",
+                p.name, p.default, p.doc
+            ));
         }
     }
     out
