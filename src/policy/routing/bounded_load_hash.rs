@@ -73,16 +73,8 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
             default: "125",
             doc: "integer percent >= 100: a host takes at most ceil((in_flight_total + 1) x f / 100) x w_norm",
         },
-        ParamDoc {
-            name: "minimum_ring_size",
-            default: "1024",
-            doc: "ring entries at least (the lightest host gets a whole number of entries)",
-        },
-        ParamDoc {
-            name: "maximum_ring_size",
-            default: "8388608",
-            doc: "ring entries at most (Envoy's cap; also the largest value accepted)",
-        },
+        super::consistent_hash::RING_PARAMS[0],
+        super::consistent_hash::RING_PARAMS[1],
     ],
     build,
 };
@@ -90,11 +82,9 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
-    use super::super::{BuildCtx, RequestView};
+    use super::super::BuildCtx;
 
-    fn keyed(session: u64) -> RequestView<'static> {
-        RequestView { session, ..Default::default() }
-    }
+    use super::super::testutil::keyed;
 
     /// The replica `consistent_hash` (the unbounded ring) gives key `k`.
     fn ring_choice(f: &Fixture, k: u64) -> u32 {

@@ -333,6 +333,13 @@ fn build(v: &serde_yaml_ng::Value, ctx: &BuildCtx<'_>) -> Result<Box<dyn Router>
     )))
 }
 
+/// The optional bound of `rendezvous_hash` and `maglev` (unset: load-blind).
+pub(super) const OPTIONAL_BALANCE_FACTOR: ParamDoc = ParamDoc {
+    name: "hash_balance_factor",
+    default: "null",
+    doc: "unset: load-blind; integer percent >= 100: Envoy bounded loads over in-flight",
+};
+
 /// Ring-size parameter docs, shared with `bounded_load_hash`.
 pub(super) const RING_PARAMS: [ParamDoc; 2] = [
     ParamDoc {
@@ -357,12 +364,9 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
-    use super::super::RequestView;
     use super::*;
 
-    fn keyed(session: u64) -> RequestView<'static> {
-        RequestView { session, ..Default::default() }
-    }
+    use super::super::testutil::keyed;
 
     #[test]
     fn hash_is_pinned() {

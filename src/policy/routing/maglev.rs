@@ -164,11 +164,7 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
     summary: "Maglev lookup table on the session key, weighted fill, O(1) lookup (Envoy MAGLEV)",
     params: &[
         ParamDoc { name: "table_size", default: "65537", doc: "table entries; a prime <= 5000011" },
-        ParamDoc {
-            name: "hash_balance_factor",
-            default: "null",
-            doc: "unset: load-blind; integer percent >= 100: Envoy bounded loads over in-flight",
-        },
+        super::consistent_hash::OPTIONAL_BALANCE_FACTOR,
     ],
     build,
 };
@@ -176,12 +172,9 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
-    use super::super::RequestView;
     use super::*;
 
-    fn keyed(session: u64) -> RequestView<'static> {
-        RequestView { session, ..Default::default() }
-    }
+    use super::super::testutil::keyed;
 
     fn counts(table: &[u32], n: usize) -> Vec<usize> {
         let mut c = vec![0; n];

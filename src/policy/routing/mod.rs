@@ -337,6 +337,11 @@ pub(crate) mod testutil {
     use super::*;
     use std::collections::BTreeSet;
 
+    /// A request carrying routing key `session` and nothing else.
+    pub fn keyed(session: u64) -> RequestView<'static> {
+        RequestView { session, ..Default::default() }
+    }
+
     /// A [`KvIndex`] over explicit per-replica hash sets.
     #[derive(Debug, Clone, Default)]
     pub struct SetKvIndex {

@@ -21,7 +21,7 @@
 use super::consistent_hash::{
     check_balance_factor, hash_str, replica_key, request_hash, weight_sum, BoundedLoad,
 };
-use super::{parse_params, BuildCtx, ParamDoc, RequestView, RouteView, Router, RouterEntry};
+use super::{parse_params, BuildCtx, RequestView, RouteView, Router, RouterEntry};
 use crate::rng::Stream;
 use serde::Deserialize;
 
@@ -108,11 +108,7 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
     name: "rendezvous_hash",
     summary:
         "highest random weight -w/ln(u) per candidate on the session key (Envoy RENDEZVOUS_HASH)",
-    params: &[ParamDoc {
-        name: "hash_balance_factor",
-        default: "null",
-        doc: "unset: load-blind; integer percent >= 100: Envoy bounded loads over in-flight",
-    }],
+    params: &[super::consistent_hash::OPTIONAL_BALANCE_FACTOR],
     build,
 };
 
@@ -120,13 +116,10 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
 mod tests {
     use super::super::consistent_hash::{hash_str, replica_key};
     use super::super::testutil::Fixture;
-    use super::super::RequestView;
     use super::*;
     use crate::rng::mix64;
 
-    fn keyed(session: u64) -> RequestView<'static> {
-        RequestView { session, ..Default::default() }
-    }
+    use super::super::testutil::keyed;
 
     #[test]
     fn xorshift_star_matches_the_reference_steps() {

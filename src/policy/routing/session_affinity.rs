@@ -222,12 +222,10 @@ pub(super) static ENTRY: RouterEntry = RouterEntry {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::Fixture;
-    use super::super::{BuildCtx, RequestView};
+    use super::super::BuildCtx;
     use crate::time::{SimDuration, SimTime};
 
-    fn keyed(session: u64) -> RequestView<'static> {
-        RequestView { session, ..Default::default() }
-    }
+    use super::super::testutil::keyed;
 
     #[test]
     fn new_sessions_go_to_the_least_loaded_lowest_id_on_ties() {
