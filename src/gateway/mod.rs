@@ -16,7 +16,16 @@
 //! Decision accounting: requests routed to each replica and an optional decision trace for a
 //! window of request ids (`--trace-decisions`).
 
+pub mod active_health;
+pub mod circuit_breaker;
 pub mod kv_index;
+pub mod limit_req;
+pub mod nginx_passive;
+pub mod outlier;
+pub mod readiness;
+pub mod retry;
+pub mod status;
+pub mod token_bucket;
 
 use crate::cluster::Cluster;
 use crate::policy::routing::{
