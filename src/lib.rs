@@ -39,5 +39,6 @@ pub mod policy;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod spec;
 pub mod time;
 pub mod workload;

@@ -19,7 +19,7 @@ pub mod llm;
 
 use crate::engine::event::ReqRef;
 use crate::policy::routing::ReplicaInfo;
-use crate::scenario::{PoolKind, PoolSpec};
+use crate::spec::{PoolKind, PoolSpec};
 use crate::workload::dist::Dist;
 use crate::workload::ClassSpec;
 use std::collections::VecDeque;

@@ -3,8 +3,9 @@
 use super::*;
 use crate::cluster::catalog::{kv_capacity_blocks, Catalog, Dtype, KvCacheConfig};
 use crate::cluster::latency::{LatencyModel, Roofline, RooflineParams};
-use crate::cluster::llm::spec::{EngineConfig, LlmPool, ServedModel};
-use crate::scenario::{LoadOptions, PoolKind};
+use crate::scenario::LoadOptions;
+use crate::spec::llm::{EngineConfig, LlmPool, ServedModel};
+use crate::spec::PoolKind;
 use crate::workload::PrefixSpec;
 
 /// A scenario of `replicas` Llama-3-8B / H100 replicas, one class with the given rate and

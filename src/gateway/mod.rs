@@ -32,42 +32,9 @@ use crate::policy::routing::{
     Completion, FirstToken, KvIndex, NoKvIndex, RequestView, RouteView, Router,
 };
 use crate::rng::Stream;
+use crate::spec::{GatewayConfig, Spread};
 use crate::time::{SimDuration, SimTime};
 use kv_index::KvEventIndex;
-
-/// How requests are spread over gateway instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Spread {
-    /// Uniformly at random (stream `gateway:spread`).
-    #[default]
-    Random,
-    /// In turn.
-    RoundRobin,
-}
-
-/// The `gateway:` section of a scenario.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GatewayConfig {
-    /// Independent gateway instances.
-    pub replicas: u32,
-    /// How requests pick an instance.
-    pub spread: Spread,
-    /// Scrape period of replica metrics (`ZERO`: live).
-    pub metrics_refresh: SimDuration,
-    /// Delay of KV events on their way to the KV index.
-    pub kv_event_delay: SimDuration,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> GatewayConfig {
-        GatewayConfig {
-            replicas: 1,
-            spread: Spread::Random,
-            metrics_refresh: SimDuration::ZERO,
-            kv_event_delay: SimDuration::ZERO,
-        }
-    }
-}
 
 /// Replica metrics as one instance last scraped them.
 #[derive(Debug, Clone, Default)]

@@ -16,6 +16,7 @@
 //!   `kv_util_mean`, `preemptions`, `rejected_never_fit`, `cold_starts` and `gpu_hours`
 //!   (empty when [`LlmStats::enabled`] is false; definitions in the README).
 
+pub mod columns;
 pub mod invariants;
 
 use crate::time::SimDuration;

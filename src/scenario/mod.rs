@@ -6,6 +6,7 @@
 //! overridden, its line:column) → [`validate`] every number and cross-field rule into a
 //! [`Scenario`] whose fields are typed, unit-converted and ready to run.
 
+pub mod check_expr;
 mod diagnose;
 pub mod raw;
 pub mod set;
@@ -14,8 +15,8 @@ pub mod validate;
 
 use crate::error::ConfigError;
 use crate::policy::routing::RouterEntry;
+use crate::spec::PoolSpec;
 use crate::time::SimDuration;
-use crate::workload::dist::Dist;
 use crate::workload::ClassSpec;
 use std::path::Path;
 
@@ -59,7 +60,7 @@ pub struct Scenario {
     /// Sampling interval of the per-run time series (`None`: not sampled).
     pub timeseries_interval: Option<SimDuration>,
     /// Gateway instances and signal staleness.
-    pub gateway: crate::gateway::GatewayConfig,
+    pub gateway: crate::spec::GatewayConfig,
     /// Request ids `from..to` whose routing decisions are traced (`--trace-decisions`).
     pub trace_decisions: Option<(u64, u64)>,
 }
@@ -99,35 +100,6 @@ impl Default for Limits {
     }
 }
 
-/// A pool of identical replicas.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PoolSpec {
-    /// Pool name.
-    pub name: String,
-    /// Number of replicas.
-    pub replicas: u32,
-    /// Routing weight of each replica.
-    pub weight: u32,
-    /// What the replicas are.
-    pub kind: PoolKind,
-}
-
-/// Replica model of a pool.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PoolKind {
-    /// `slots` servers and a FIFO queue per replica.
-    Queue {
-        /// Parallel servers per replica.
-        slots: u32,
-        /// Pool-specific service time in seconds (overrides the class's).
-        service_s: Option<Dist>,
-        /// Most waiting requests per replica; arrivals beyond are rejected.
-        queue_capacity: Option<u32>,
-    },
-    /// vLLM-style continuous-batching engines.
-    Llm(Box<crate::cluster::llm::spec::LlmPool>),
-}
-
 /// A policy to run, with its parameters.
 #[derive(Debug, Clone)]
 pub struct PolicySpec {
@@ -139,7 +111,7 @@ pub struct PolicySpec {
     pub params: serde_yaml_ng::Value,
     /// Gateway configuration for this policy's runs (the scenario's `gateway:` with the
     /// policy entry's own `gateway:` keys on top).
-    pub gateway: crate::gateway::GatewayConfig,
+    pub gateway: crate::spec::GatewayConfig,
 }
 
 /// Options that change a scenario as it is loaded.

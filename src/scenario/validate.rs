@@ -19,15 +19,16 @@
 //! request in it (read once here, so a bad line is bad input, never a mid-run failure).
 
 use super::raw::*;
-use super::{Horizon, Limits, PolicySpec, PoolKind, PoolSpec, Scenario, Warmup};
+use super::{Horizon, Limits, PolicySpec, Scenario, Warmup};
 use crate::cluster::catalog::{
     self, Catalog, CatalogError, Dtype, Gpu, KvCacheConfig, Model, DEFAULT_RESERVE_BYTES_PER_GPU,
 };
 use crate::cluster::latency::{LatencyModel, Roofline, RooflineParams};
-use crate::cluster::llm::spec::{EngineConfig, LlmPool, SchedulingPolicy, ServedModel};
 use crate::error::ConfigError;
-use crate::gateway::{GatewayConfig, Spread};
 use crate::policy::routing::{self, BuildCtx};
+use crate::spec::llm::{EngineConfig, LlmPool, SchedulingPolicy, ServedModel};
+use crate::spec::{GatewayConfig, Spread};
+use crate::spec::{PoolKind, PoolSpec};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::arrival::ArrivalSpec;
 use crate::workload::dist::{Dist, Law};
@@ -1458,7 +1459,7 @@ fn checks(
 ) -> Result<Vec<String>, ConfigError> {
     let labels: Vec<&str> = policies.iter().map(|p| p.label.as_str()).collect();
     for (i, text) in raw.iter().enumerate() {
-        crate::report::check::validate(text, &labels)
+        super::check_expr::validate(text, &labels)
             .map_err(|e| c.err(&format!("checks[{i}]"), format!("{e} (in `{}`)", text.trim())))?;
     }
     Ok(raw.to_vec())

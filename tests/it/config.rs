@@ -491,8 +491,9 @@ fn cli_bad_input_keeps_results_already_written() {
 
 use routelab::cluster::catalog::{self, Catalog, Dtype, KvCacheConfig};
 use routelab::cluster::latency::{LatencyModel, Roofline, RooflineParams};
-use routelab::cluster::llm::spec::{EngineConfig, LlmPool, SchedulingPolicy};
-use routelab::scenario::{PoolKind, Scenario};
+use routelab::scenario::Scenario;
+use routelab::spec::llm::{EngineConfig, LlmPool, SchedulingPolicy};
+use routelab::spec::PoolKind;
 use routelab::time::SimDuration;
 use routelab::workload::trace::TraceFormat;
 

@@ -95,7 +95,7 @@ fn check_parse_errors_give_the_column_and_what_was_expected() {
         ("a.x < 1.", 9, "expected digits after the decimal point"),
     ];
     for (text, column, want) in cases {
-        let e = check::parse(text).expect_err(text);
+        let e = scenario::check_expr::parse(text).expect_err(text);
         assert_eq!(e.column, *column, "{text:?}: {e}");
         assert!(e.message.contains(want), "{text:?}: {e} should contain {want:?}");
     }
@@ -105,7 +105,7 @@ fn check_parse_errors_give_the_column_and_what_was_expected() {
         "all.timeout_rate < 0.01",
         "not (a.x > 1e-3 or -b.y / 2 >= 3) and significant(a.x != b.x)",
     ] {
-        check::parse(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        scenario::check_expr::parse(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
     }
 }
 

@@ -52,14 +52,12 @@
 //! every request handed in leaves through exactly one [`Effect::Done`], a [`NeverFits`] refusal or
 //! an abort by the caller.
 
-pub mod spec;
-
 use crate::cluster::kv::{KvCache, KvConfig, ReleaseOrder, SeqId};
 use crate::cluster::latency::{IterationShape, LatencyModel};
 use crate::engine::event::ReqRef;
+use crate::spec::llm::{EngineConfig, LlmPool, SchedulingPolicy};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::PrefixRef;
-use spec::{EngineConfig, LlmPool, SchedulingPolicy};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -1106,7 +1104,7 @@ mod tests {
     use super::*;
     use crate::cluster::catalog::{Catalog, Dtype};
     use crate::cluster::latency::{Roofline, RooflineParams};
-    use spec::ServedModel;
+    use crate::spec::llm::ServedModel;
 
     fn replica(policy: SchedulingPolicy, max_num_seqs: u32, blocks: u32) -> LlmReplica {
         let cat = Catalog::builtin();
