@@ -380,7 +380,7 @@ fn select_policies(s: &mut Scenario, wanted: &[String]) -> Result<(), CliError> 
             s.policies.iter().filter(|p| &p.label == w || p.entry.name == w).cloned().collect();
         if matches.is_empty() {
             let mut p = policy_from_name(w)?;
-            p.gateway = s.gateway;
+            p.gateway = s.gateway.clone();
             chosen.push(p);
         } else {
             chosen.extend(matches);

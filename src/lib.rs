@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod experiment;
+pub mod faults;
 pub mod gateway;
 pub mod metrics;
 pub mod policy;

@@ -3,9 +3,14 @@
 //!
 //! Replicas are numbered 0.. in pool order. Per-replica state is kept as parallel vectors
 //! (`queued`, `in_service`, `weights`, ...) so routers can read it as slices without copying.
-//! A replica has a lifecycle state; only `Ready` replicas are routing candidates. Today every
-//! replica starts and stays `Ready`; provisioning, model loading, draining and failure are the
-//! states the autoscaling and failure layers will drive.
+//!
+//! A replica has a lifecycle state. The routing candidates of a model are the replicas of the
+//! pools serving it that are *endpoints*: `Ready`, and also `Failed` and `Recovering` — a
+//! crashed replica stays in the upstream list until some health mechanism of a gateway (or
+//! Kubernetes readiness) takes it out, because gateways only know what their requests and
+//! probes tell them. `Provisioning`, `Loading` and `Draining` replicas are not endpoints (the
+//! states the autoscaling layer will drive). Replicas of `backup` pools (nginx `backup`) form a
+//! separate list a gateway falls back to when no primary replica is available to it.
 //!
 //! Invariants: `queued[r]` counts live waiting requests (handles in `waiting[r]` whose request
 //! timed out stay behind as tombstones and are skipped when reached); `in_service[r] <=
@@ -35,8 +40,18 @@ pub enum Lifecycle {
     Ready,
     /// Finishing its work; receives nothing new.
     Draining,
-    /// Down.
+    /// Crashed: connections are refused.
     Failed,
+    /// Restarting and loading its model after a crash; connections are refused.
+    Recovering,
+}
+
+impl Lifecycle {
+    /// Whether replicas in this state are listed as endpoints (routing candidates).
+    #[inline]
+    pub fn is_endpoint(self) -> bool {
+        matches!(self, Lifecycle::Ready | Lifecycle::Failed | Lifecycle::Recovering)
+    }
 }
 
 /// All replicas of a run.
@@ -69,11 +84,15 @@ pub struct Cluster {
     pub llm: Vec<llm::LlmReplica>,
     /// GPUs per replica (1 for queue replicas).
     pub gpus: Vec<u32>,
-    /// Candidate lists: `candidate_sets[class_set[c]]` are the ready replicas that can serve
-    /// class `c` (all ready replicas for queue clusters).
+    /// Candidate lists per model-table index: the endpoint replicas of primary pools serving
+    /// it (all endpoints for queue clusters).
     pub candidate_sets: Vec<Vec<u32>>,
-    /// Candidate-set index of each class.
-    pub class_set: Vec<u16>,
+    /// The same for `backup` pools.
+    pub backup_sets: Vec<Vec<u32>>,
+    /// Whether each pool is a backup pool.
+    pub pool_backup: Vec<bool>,
+    /// Cold start of each replica's first model (its recovery load after a crash).
+    cold_start: Vec<crate::time::SimDuration>,
     /// Per class and pool: index of the class's model in the pool's `models`, flattened
     /// `pool * classes + class` (`u16::MAX`: the pool does not serve it).
     class_model: Vec<u16>,
@@ -111,7 +130,9 @@ impl Cluster {
             llm: Vec::new(),
             gpus: Vec::with_capacity(n),
             candidate_sets: Vec::new(),
-            class_set: Vec::new(),
+            backup_sets: Vec::new(),
+            pool_backup: pools.iter().map(|p| p.backup).collect(),
+            cold_start: Vec::with_capacity(n),
             class_model: Vec::new(),
             infos: Vec::with_capacity(n),
             kv_util: vec![0.0; n],
@@ -129,7 +150,7 @@ impl Cluster {
                     for _ in 0..p.replicas {
                         c.llm.push(llm::LlmReplica::new(spec));
                     }
-                    (spec.engine.max_num_seqs, None, None)
+                    (spec.engine.max_num_seqs, None, spec.queue_capacity)
                 }
             };
             let tp = match &p.kind {
@@ -170,7 +191,12 @@ impl Cluster {
             for _ in 0..p.replicas {
                 c.infos.push(info);
             }
+            let cold = match &p.kind {
+                PoolKind::Llm(spec) => spec.cold_start(0),
+                PoolKind::Queue { .. } => crate::time::SimDuration::ZERO,
+            };
             for _ in 0..p.replicas {
+                c.cold_start.push(cold);
                 c.pool_of.push(pi as u16);
                 c.lifecycle.push(Lifecycle::Ready);
                 c.weights.push(p.weight);
@@ -207,44 +233,90 @@ impl Cluster {
         c
     }
 
-    /// Groups classes by the set of pools that serve them and lists those pools' ready
-    /// replicas. Called at start and whenever lifecycles change.
+    /// Lists, per model, the endpoint replicas of the pools that serve it (primary and
+    /// backup pools apart). Called at start and whenever lifecycles change.
     pub fn build_candidate_sets(&mut self) {
-        let pools = self.service.len() / self.classes.max(1);
-        self.candidate_sets.clear();
-        self.class_set.clear();
-        let mut keys: Vec<Vec<bool>> = Vec::new();
-        for k in 0..self.classes {
-            let key: Vec<bool> =
-                (0..pools).map(|p| self.class_model[p * self.classes + k] != u16::MAX).collect();
-            let set = match keys.iter().position(|x| *x == key) {
-                Some(i) => i,
-                None => {
-                    let members = (0..self.len() as u32)
-                        .filter(|&r| {
-                            key[self.pool_of[r as usize] as usize]
-                                && self.lifecycle[r as usize] == Lifecycle::Ready
-                        })
-                        .collect();
-                    keys.push(key);
-                    self.candidate_sets.push(members);
-                    keys.len() - 1
-                }
-            };
-            self.class_set.push(set as u16);
+        let models = self.model_names.len().max(1);
+        let mut prim = vec![Vec::new(); models];
+        let mut back = vec![Vec::new(); models];
+        for r in 0..self.len() {
+            if !self.lifecycle[r].is_endpoint() {
+                continue;
+            }
+            let p = self.pool_of[r] as usize;
+            let served: &[u16] = if self.llm.is_empty() { &[0] } else { &self.pool_models[p] };
+            for &m in served {
+                let list = if self.pool_backup[p] { &mut back } else { &mut prim };
+                list[m as usize].push(r as u32);
+            }
         }
-        self.candidate_sets_epoch_bump();
-    }
-
-    fn candidate_sets_epoch_bump(&mut self) {
+        self.candidate_sets = prim;
+        self.backup_sets = back;
         self.candidates_epoch += 1;
     }
 
-    /// The ready replicas that can serve class `class`, and an epoch unique to that list.
+    /// The endpoint replicas that can serve model `model` (model-table index), the backup
+    /// ones, and an epoch unique to the primary list.
     #[inline]
-    pub fn candidates_for(&self, class: u16) -> (&[u32], u64) {
-        let set = self.class_set[class as usize];
-        (&self.candidate_sets[set as usize], (self.candidates_epoch << 16) | u64::from(set))
+    pub fn candidates_for_model(&self, model: u16) -> (&[u32], &[u32], u64) {
+        let m = model as usize;
+        match self.candidate_sets.get(m) {
+            Some(c) => (c, &self.backup_sets[m], (self.candidates_epoch << 16) | model as u64),
+            None => (&[], &[], 0),
+        }
+    }
+
+    /// Sets replica `r`'s lifecycle state (rebuilding the candidate lists when its endpoint
+    /// membership changes).
+    pub fn set_lifecycle(&mut self, r: u32, s: Lifecycle) {
+        let was = self.lifecycle[r as usize].is_endpoint();
+        self.lifecycle[r as usize] = s;
+        if was != s.is_endpoint() {
+            self.build_candidate_sets();
+        }
+    }
+
+    /// Whether replica `r` is down (crashed or recovering): it refuses connections.
+    #[inline]
+    pub fn is_down(&self, r: u32) -> bool {
+        matches!(self.lifecycle[r as usize], Lifecycle::Failed | Lifecycle::Recovering)
+    }
+
+    /// Forgets every request queued or in service at queue replica `r` (it crashed).
+    pub fn clear_queue(&mut self, r: u32) {
+        let i = r as usize;
+        self.queued[i] = 0;
+        self.in_service[i] = 0;
+        self.waiting[i].clear();
+    }
+
+    /// Time replica `r` takes to load its model after a restart.
+    pub fn cold_start(&self, r: u32) -> crate::time::SimDuration {
+        self.cold_start[r as usize]
+    }
+
+    /// Index in replica `r`'s pool `models` of model-table model `model` (0 if the pool does
+    /// not serve it, which routing never lets happen).
+    #[inline]
+    pub fn local_model_id(&self, r: u32, model: u16) -> u16 {
+        let p = self.pool_of[r as usize] as usize;
+        self.pool_models[p].iter().position(|&m| m == model).unwrap_or(0) as u16
+    }
+
+    /// Model-table index of model `name`, if some pool serves it.
+    pub fn model_id(&self, name: &str) -> Option<u16> {
+        self.model_names.iter().position(|m| m == name).map(|i| i as u16)
+    }
+
+    /// `pool-index` names of the replicas, as fault targets are written.
+    pub fn replica_names(&self, pools: &[PoolSpec]) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.len());
+        for p in pools {
+            for i in 0..p.replicas {
+                out.push(format!("{}-{i}", p.name));
+            }
+        }
+        out
     }
 
     /// Index of class `class`'s model in replica `r`'s pool (`llm` clusters).

@@ -9,11 +9,11 @@
 //!
 //! | rank | events | why |
 //! |---|---|---|
-//! | 0 `Capacity` | model loads done; faults, replica lifecycle (reserved) | nothing routes to a replica that died at that instant; new capacity serves same-instant arrivals |
-//! | 1 `Completion` | service completions, `llm` iteration ends | a server freed at `t` serves an arrival at `t` (work conservation) and completion beats a timeout at `t` |
-//! | 2 `Arrival` | arrivals | |
-//! | 3 `Timeout` | deadline checks | a request finishing exactly at its deadline has finished |
-//! | 4 `Control` | time-series samples; scrapes and autoscaler ticks (reserved) | they observe the state after the instant's arrivals |
+//! | 0 `Capacity` | model loads done; fault windows opening and closing, crash recovery, endpoint changes reaching the gateways | nothing is sent to a replica that died at that instant; new capacity serves same-instant arrivals |
+//! | 1 `Completion` | service completions, `llm` iteration ends, attempt results arriving (errors, connect failures) | a server freed at `t` serves an arrival at `t` (work conservation) and completion beats a timeout at `t` |
+//! | 2 `Arrival` | arrivals, session turns, retries after their backoff | |
+//! | 3 `Timeout` | deadline checks (client, per-try, gateway queue) | a request finishing exactly at its deadline has finished |
+//! | 4 `Control` | time-series samples; scrapes; health probes, outlier-detection intervals, breaker and passive-health windows, readiness probes; autoscaler ticks (reserved) | they observe the state after the instant's arrivals |
 //! | 5 `EndOfRun` | drain deadline | last of all |
 
 use crate::time::SimTime;
@@ -55,10 +55,60 @@ pub enum Event {
         /// Replica id.
         replica: u32,
     },
-    /// The earliest pending deadline of a class is due.
-    TimeoutTick {
+    /// The earliest pending deadline of one of a class's deadline queues is due.
+    Deadline {
         /// Class index.
         class: u16,
+        /// Which queue ([`crate::engine::deadlines`]).
+        kind: u8,
+    },
+    /// The earliest queue timeout of a gateway instance's admission queue is due.
+    GatewayDeadline {
+        /// Gateway instance.
+        gateway: u16,
+    },
+    /// An attempt whose result was decided when it was sent (a connect failure, a fast
+    /// error status) gets its answer back.
+    AttemptEnd {
+        /// The attempt.
+        req: ReqRef,
+    },
+    /// A call's backoff (or rate-limit delay) is over: its next attempt goes out.
+    Retry {
+        /// The call.
+        call: crate::engine::request::CallRef,
+    },
+    /// A fault track's window opens or closes.
+    Fault {
+        /// Track index.
+        track: u32,
+    },
+    /// A crashed replica has restarted and loaded its model.
+    Recovered {
+        /// Replica id.
+        replica: u32,
+    },
+    /// A gateway instance's health timer: a probe to send or time out, an outlier interval,
+    /// a breaker or passive-health window ending.
+    GatewayTimer {
+        /// Gateway instance.
+        gateway: u16,
+        /// Replica (unused by interval timers).
+        replica: u32,
+        /// Which timer ([`crate::gateway::TimerKind`] as `u8`).
+        kind: u8,
+    },
+    /// The kubelet probes a replica's readiness.
+    Readiness {
+        /// Replica id.
+        replica: u32,
+    },
+    /// A readiness change reaches the gateways (after the endpoint propagation delay).
+    Endpoint {
+        /// Replica id.
+        replica: u32,
+        /// Ready or not.
+        ready: bool,
     },
     /// Sample cluster state into the run's time series.
     Sample,
@@ -75,7 +125,7 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Rank {
-    /// Faults and replica lifecycle changes (reserved).
+    /// Faults and replica lifecycle changes.
     Capacity = 0,
     /// Service completions.
     Completion = 1,
@@ -83,7 +133,7 @@ pub enum Rank {
     Arrival = 2,
     /// Deadline checks.
     Timeout = 3,
-    /// Periodic control: scrapes and autoscaler ticks (reserved).
+    /// Periodic control: samples, scrapes, health timers; autoscaler ticks (reserved).
     Control = 4,
     /// End of the drain.
     EndOfRun = 5,
@@ -94,11 +144,21 @@ impl Event {
     #[inline]
     pub fn rank(&self) -> Rank {
         match self {
-            Event::ServiceDone { .. } | Event::Iteration { .. } => Rank::Completion,
-            Event::ModelLoaded { .. } => Rank::Capacity,
-            Event::Arrival { .. } | Event::SessionTurn { .. } => Rank::Arrival,
-            Event::TimeoutTick { .. } => Rank::Timeout,
-            Event::Sample | Event::Scrape { .. } => Rank::Control,
+            Event::ServiceDone { .. } | Event::Iteration { .. } | Event::AttemptEnd { .. } => {
+                Rank::Completion
+            }
+            Event::ModelLoaded { .. }
+            | Event::Fault { .. }
+            | Event::Recovered { .. }
+            | Event::Endpoint { .. } => Rank::Capacity,
+            Event::Arrival { .. } | Event::SessionTurn { .. } | Event::Retry { .. } => {
+                Rank::Arrival
+            }
+            Event::Deadline { .. } | Event::GatewayDeadline { .. } => Rank::Timeout,
+            Event::Sample
+            | Event::Scrape { .. }
+            | Event::GatewayTimer { .. }
+            | Event::Readiness { .. } => Rank::Control,
             Event::DrainDeadline => Rank::EndOfRun,
         }
     }
@@ -138,7 +198,12 @@ mod tests {
     fn ranks_follow_the_table() {
         let r = ReqRef { idx: 0, gen: 0 };
         assert!(Event::ServiceDone { req: r }.rank() < Event::Arrival { class: 0 }.rank());
-        assert!(Event::Arrival { class: 0 }.rank() < Event::TimeoutTick { class: 0 }.rank());
-        assert!(Event::TimeoutTick { class: 0 }.rank() < Event::DrainDeadline.rank());
+        let deadline = Event::Deadline { class: 0, kind: 0 };
+        assert!(Event::Arrival { class: 0 }.rank() < deadline.rank());
+        assert!(deadline.rank() < Event::DrainDeadline.rank());
+        assert!(Event::Fault { track: 0 }.rank() < Event::AttemptEnd { req: r }.rank());
+        assert!(Event::AttemptEnd { req: r }.rank() < Event::Arrival { class: 0 }.rank());
+        // An event is two words of payload at most: heap entries stay small.
+        assert!(std::mem::size_of::<Event>() <= 12, "{}", std::mem::size_of::<Event>());
     }
 }

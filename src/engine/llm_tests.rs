@@ -44,6 +44,7 @@ pub(crate) fn llm_scenario(
         engine,
         load_bytes_per_s: 2e9,
         load_init: SimDuration::from_secs_f64(20.0),
+        queue_capacity: None,
     }));
     sc.classes[0].service_s = None;
     sc.classes[0].model = Some(model.name.clone());
@@ -307,7 +308,7 @@ mod kv_index_oracle {
             label: "indexed_rr".into(),
             entry: &ENTRY,
             params: serde_yaml_ng::Value::Null,
-            gateway: sc.gateway,
+            gateway: sc.gateway.clone(),
         };
         let run_seed = rng::run_seed(sc.seed, 0);
         let mut sim = Sim::new(&sc, &policy, run_seed).expect("builds");

@@ -110,14 +110,14 @@ mod tests {
         let done = |i| Event::ServiceDone { req: ReqRef { idx: i, gen: 0 } };
         q.push(SimTime(5), Event::Arrival { class: 1 });
         q.push(SimTime(5), done(7));
-        q.push(SimTime(3), Event::TimeoutTick { class: 0 });
+        q.push(SimTime(3), Event::Deadline { class: 0, kind: 0 });
         q.push(SimTime(5), Event::Arrival { class: 0 });
         q.push(SimTime(5), done(8));
         let order: Vec<Event> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
         assert_eq!(
             order,
             vec![
-                Event::TimeoutTick { class: 0 },
+                Event::Deadline { class: 0, kind: 0 },
                 done(7),
                 done(8),
                 Event::Arrival { class: 1 },

@@ -75,8 +75,8 @@
 //! per pass).
 
 use crate::rng::Stream;
+use crate::spec::protection::ActiveHealthParams;
 use crate::time::{SimDuration, SimTime};
-use serde::Deserialize;
 
 /// A run of identical probe results: the result and how many times in a row it came. Shared
 /// with the readiness prober, whose kubelet keeps exactly this (`lastResult`, `resultRun`).
@@ -103,131 +103,6 @@ impl Run {
         self.len
     }
 }
-
-/// The `active_health:` parameters of a gateway (Envoy `HealthCheck` fields; the defaults are
-/// ours where Envoy has none).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ActiveHealthParams {
-    /// Seconds between probes of a healthy host. Envoy requires it and has no default; 5 s is
-    /// our choice (a common production setting).
-    pub interval_s: f64,
-    /// Seconds a probe waits for its response before it counts as a network failure.
-    pub timeout_s: f64,
-    /// Consecutive failures that mark a healthy host unhealthy.
-    pub unhealthy_threshold: u32,
-    /// Consecutive successes that mark an unhealthy host healthy.
-    pub healthy_threshold: u32,
-    /// Seconds between probes after a failure on an unhealthy host or the failure that flips
-    /// it (default: `interval_s`).
-    pub unhealthy_interval_s: Option<f64>,
-    /// Seconds until the next probe after a failure that leaves a healthy host pending
-    /// (default: the unhealthy interval).
-    pub unhealthy_edge_interval_s: Option<f64>,
-    /// Seconds until the next probe after a success that leaves an unhealthy host pending
-    /// (default: `interval_s`).
-    pub healthy_edge_interval_s: Option<f64>,
-    /// Extra wait drawn uniformly from `[0, interval_jitter_s)` for every probe.
-    pub interval_jitter_s: f64,
-    /// Extra wait drawn uniformly from `[0, percent · base / 100)` for every probe.
-    pub interval_jitter_percent: u32,
-    /// Whether an unexpected HTTP status marks a healthy host unhealthy at once (Envoy) rather
-    /// than counting as one failure (SGLang).
-    pub bad_status_immediate: bool,
-    /// Whether the next probe is due an interval after the previous one was sent (a ticker, as
-    /// in SGLang) rather than an interval after its result (Envoy).
-    pub fixed_rate: bool,
-}
-
-impl Default for ActiveHealthParams {
-    fn default() -> ActiveHealthParams {
-        ActiveHealthParams {
-            interval_s: 5.0,
-            timeout_s: 1.0,
-            unhealthy_threshold: 3,
-            healthy_threshold: 2,
-            unhealthy_interval_s: None,
-            unhealthy_edge_interval_s: None,
-            healthy_edge_interval_s: None,
-            interval_jitter_s: 0.0,
-            interval_jitter_percent: 0,
-            bad_status_immediate: true,
-            fixed_rate: false,
-        }
-    }
-}
-
-impl ActiveHealthParams {
-    /// The SGLang gateway's health checker: `GET /health` every 60 s on a ticker, 5 s timeout,
-    /// unhealthy after 3 consecutive failures of any kind, healthy after 2 successes.
-    pub fn sglang() -> ActiveHealthParams {
-        ActiveHealthParams {
-            interval_s: 60.0,
-            timeout_s: 5.0,
-            unhealthy_threshold: 3,
-            healthy_threshold: 2,
-            bad_status_immediate: false,
-            fixed_rate: true,
-            ..ActiveHealthParams::default()
-        }
-    }
-
-    /// Checks ranges; the message names the field and the fix.
-    pub fn validate(&self) -> Result<(), String> {
-        let i = self.interval_s;
-        if !i.is_finite() || i <= 0.0 {
-            return Err(format!("interval_s = {i}: must be a finite number of seconds > 0"));
-        }
-        let t = self.timeout_s;
-        if !t.is_finite() || t <= 0.0 || t > i {
-            return Err(format!(
-                "timeout_s = {t}: must be > 0 and <= interval_s ({i}); one probe per host is in \
-                 flight at a time"
-            ));
-        }
-        for (name, v) in [
-            ("unhealthy_interval_s", self.unhealthy_interval_s),
-            ("unhealthy_edge_interval_s", self.unhealthy_edge_interval_s),
-            ("healthy_edge_interval_s", self.healthy_edge_interval_s),
-        ] {
-            if let Some(v) = v {
-                if !v.is_finite() || v <= 0.0 {
-                    return Err(format!(
-                        "{name} = {v}: must be a finite number of seconds > 0 (or left out)"
-                    ));
-                }
-                if self.fixed_rate && v < t {
-                    return Err(format!(
-                        "{name} = {v}: must be >= timeout_s ({t}) with fixed_rate, or the next \
-                         probe would be due before the previous one ends"
-                    ));
-                }
-            }
-        }
-        let j = self.interval_jitter_s;
-        if !j.is_finite() || j < 0.0 {
-            return Err(format!(
-                "interval_jitter_s = {j}: must be a finite number of seconds >= 0"
-            ));
-        }
-        if self.interval_jitter_percent > 100 {
-            return Err(format!(
-                "interval_jitter_percent = {}: must be in [0, 100]",
-                self.interval_jitter_percent
-            ));
-        }
-        for (name, v) in [
-            ("unhealthy_threshold", self.unhealthy_threshold),
-            ("healthy_threshold", self.healthy_threshold),
-        ] {
-            if v == 0 {
-                return Err(format!("{name} = 0: must be >= 1"));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// How one probe ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeResult {
@@ -425,6 +300,10 @@ impl ActiveHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::gateway::status::AttemptResult;
+    #[allow(unused_imports)]
+    use crate::spec::protection::*;
 
     fn s(x: f64) -> SimTime {
         SimTime::ZERO + SimDuration::from_secs_f64(x)

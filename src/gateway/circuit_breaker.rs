@@ -34,88 +34,8 @@
 //! policies.md §3.5.
 
 use super::status::AttemptResult;
+use crate::spec::protection::BreakerParams;
 use crate::time::{SimDuration, SimTime};
-use serde::Deserialize;
-
-/// `health: { kind: circuit_breaker, ... }` — SGLang's `--cb-*` options.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerParams {
-    /// Consecutive failures that open a closed breaker (`--cb-failure-threshold`, CLI default
-    /// 10; library default 5).
-    #[serde(default = "default_failure_threshold")]
-    pub failure_threshold: u32,
-    /// Consecutive successes in half-open that close it (`--cb-success-threshold`, CLI default
-    /// 3; library default 2).
-    #[serde(default = "default_success_threshold")]
-    pub success_threshold: u32,
-    /// Seconds open before the next read turns it half-open (`--cb-timeout-duration-secs`, CLI
-    /// default 60; library default 30).
-    #[serde(default = "default_timeout_s")]
-    pub timeout_s: f64,
-    /// `--cb-window-duration-secs` (CLI default 120; library default 60): stored and validated
-    /// but unused, as in SGLang.
-    #[serde(default = "default_window_s")]
-    pub window_s: f64,
-}
-
-fn default_failure_threshold() -> u32 {
-    10
-}
-
-fn default_success_threshold() -> u32 {
-    3
-}
-
-fn default_timeout_s() -> f64 {
-    60.0
-}
-
-fn default_window_s() -> f64 {
-    120.0
-}
-
-impl Default for BreakerParams {
-    /// The SGLang CLI defaults (what a deployed gateway runs with).
-    fn default() -> BreakerParams {
-        BreakerParams {
-            failure_threshold: default_failure_threshold(),
-            success_threshold: default_success_threshold(),
-            timeout_s: default_timeout_s(),
-            window_s: default_window_s(),
-        }
-    }
-}
-
-impl BreakerParams {
-    /// The library defaults (`CircuitBreakerConfig::default()`): 5 / 2 / 30 s / 60 s.
-    pub fn library() -> BreakerParams {
-        BreakerParams {
-            failure_threshold: 5,
-            success_threshold: 2,
-            timeout_s: 30.0,
-            window_s: 60.0,
-        }
-    }
-
-    /// Checks the parameters against SGLang's own validation.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.failure_threshold < 1 {
-            return Err("failure_threshold = 0: must be >= 1 (SGLang refuses 0; use a huge \
-                        value to effectively disable the breaker)"
-                .to_string());
-        }
-        if self.success_threshold < 1 {
-            return Err("success_threshold = 0: must be >= 1 (SGLang refuses 0)".to_string());
-        }
-        for (name, v) in [("timeout_s", self.timeout_s), ("window_s", self.window_s)] {
-            if !(v.is_finite() && v > 0.0 && v <= 1e9) {
-                return Err(format!("{name} = {v}: must be a number of seconds in (0, 1e9]"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The state of one breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +168,10 @@ impl CircuitBreakers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::gateway::status::AttemptResult;
+    #[allow(unused_imports)]
+    use crate::spec::protection::*;
     use BreakerState::{Closed, HalfOpen, Open};
 
     fn at(s: u64) -> SimTime {

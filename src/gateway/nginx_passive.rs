@@ -50,113 +50,8 @@
 //! `ngx_http_upstream_server` defaults); policies.md §3.1.
 
 use super::status::AttemptResult;
+use crate::spec::protection::{NextUpstream, NginxPassiveParams};
 use crate::time::{SimTime, NANOS_PER_S};
-use serde::Deserialize;
-
-/// One `proxy_next_upstream` condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum NextUpstream {
-    /// Connection errors (refused, reset, broken while sending or reading).
-    #[serde(rename = "error")]
-    Error,
-    /// Connect, send or read timeouts.
-    #[serde(rename = "timeout")]
-    Timeout,
-    /// HTTP 500.
-    #[serde(rename = "http_500")]
-    Http500,
-    /// HTTP 502.
-    #[serde(rename = "http_502")]
-    Http502,
-    /// HTTP 503.
-    #[serde(rename = "http_503")]
-    Http503,
-    /// HTTP 504.
-    #[serde(rename = "http_504")]
-    Http504,
-    /// HTTP 429.
-    #[serde(rename = "http_429")]
-    Http429,
-    /// Also pass on POST/LOCK/PATCH requests once they were sent (every LLM request is a POST).
-    #[serde(rename = "non_idempotent")]
-    NonIdempotent,
-}
-
-impl NextUpstream {
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-
-    /// The name in the scenario file (and in nginx's `proxy_next_upstream`).
-    pub fn name(self) -> &'static str {
-        match self {
-            NextUpstream::Error => "error",
-            NextUpstream::Timeout => "timeout",
-            NextUpstream::Http500 => "http_500",
-            NextUpstream::Http502 => "http_502",
-            NextUpstream::Http503 => "http_503",
-            NextUpstream::Http504 => "http_504",
-            NextUpstream::Http429 => "http_429",
-            NextUpstream::NonIdempotent => "non_idempotent",
-        }
-    }
-}
-
-/// `health: { kind: nginx_passive, ... }` — nginx's per-server `max_fails` / `fail_timeout` and
-/// the location's `proxy_next_upstream`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NginxPassiveParams {
-    /// Failures within `fail_timeout_s` that make a server unavailable (nginx default 1; 0
-    /// disables the accounting).
-    #[serde(default = "default_max_fails")]
-    pub max_fails: u32,
-    /// How long a server stays unavailable, and the window failures are counted in, in whole
-    /// seconds (nginx default 10).
-    #[serde(default = "default_fail_timeout_s")]
-    pub fail_timeout_s: u32,
-    /// `proxy_next_upstream` conditions (nginx default `error timeout`; an empty list is `off`).
-    #[serde(default = "default_next_upstream")]
-    pub next_upstream: Vec<NextUpstream>,
-}
-
-fn default_max_fails() -> u32 {
-    1
-}
-
-fn default_fail_timeout_s() -> u32 {
-    10
-}
-
-fn default_next_upstream() -> Vec<NextUpstream> {
-    vec![NextUpstream::Error, NextUpstream::Timeout]
-}
-
-impl Default for NginxPassiveParams {
-    fn default() -> NginxPassiveParams {
-        NginxPassiveParams {
-            max_fails: default_max_fails(),
-            fail_timeout_s: default_fail_timeout_s(),
-            next_upstream: default_next_upstream(),
-        }
-    }
-}
-
-impl NginxPassiveParams {
-    /// Checks the parameters; every `u32` value is one nginx accepts, so only a repeated
-    /// `next_upstream` condition is refused.
-    pub fn validate(&self) -> Result<(), String> {
-        for (i, c) in self.next_upstream.iter().enumerate() {
-            if self.next_upstream[..i].contains(c) {
-                return Err(format!(
-                    "next_upstream lists {} twice: list each condition once",
-                    c.name()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Where an attempt ended relative to the replica's response header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +254,10 @@ impl NginxPassive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::gateway::status::AttemptResult;
+    #[allow(unused_imports)]
+    use crate::spec::protection::*;
     use crate::time::SimDuration;
     use AttemptResult::{ConnectFailure, Reset, Status, Success, Timeout};
 

@@ -83,177 +83,8 @@
 
 use crate::gateway::status::AttemptResult;
 use crate::rng::Stream;
+use crate::spec::protection::{secs_to_ms, OutlierParams};
 use crate::time::{SimDuration, SimTime};
-
-/// The outlier-detection section: Envoy's `OutlierDetection` fields (durations in seconds).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutlierParams {
-    /// Consecutive 5xx (and, unsplit, local-origin errors mapped to 503/504) that trigger a
-    /// detection; 0 disables. Envoy default 5.
-    pub consecutive_5xx: u32,
-    /// Consecutive 502/503/504 (unsplit: including resets, connect failures and timeouts) that
-    /// trigger a detection; 0 disables (Istio's default). Envoy default 5.
-    pub consecutive_gateway_failure: u32,
-    /// Consecutive local-origin failures that trigger a detection (only with
-    /// `split_external_local_origin_errors`); 0 disables. Envoy default 5.
-    pub consecutive_local_origin_failure: u32,
-    /// Period of the ejection-analysis timer. Envoy default 10 s.
-    pub interval_s: f64,
-    /// Ejection time per unit of the backoff multiplier. Envoy default 30 s.
-    pub base_ejection_time_s: f64,
-    /// Cap of `base × multiplier`; unset means 300 s or `base_ejection_time_s` if larger.
-    pub max_ejection_time_s: Option<f64>,
-    /// Upper end of the random extra ejection time drawn per ejection. Envoy default 0.
-    pub max_ejection_time_jitter_s: f64,
-    /// Largest share of the replicas that may be ejected at once, in percent (0-100).
-    /// Envoy default 10.
-    pub max_ejection_percent: u32,
-    /// Allow one ejection whatever `max_ejection_percent` says. Envoy default false.
-    pub always_eject_one_host: bool,
-    /// Older Envoy behaviour (before PR #27909): one host may always be ejected whatever
-    /// max_ejection_percent says (precisely: eject while `100·ejected/n < max_ejection_percent`).
-    pub legacy_ejection_cap: bool,
-    /// Percent chance a consecutive-5xx detection ejects. Envoy default 100.
-    pub enforcing_consecutive_5xx: u32,
-    /// Percent chance a consecutive-gateway-failure detection ejects. Envoy default 0 (detect
-    /// only).
-    pub enforcing_consecutive_gateway_failure: u32,
-    /// Percent chance a consecutive-local-origin-failure detection ejects. Envoy default 100.
-    pub enforcing_consecutive_local_origin_failure: u32,
-    /// Percent chance a success-rate detection ejects. Envoy default 100.
-    pub enforcing_success_rate: u32,
-    /// Percent chance a local-origin success-rate detection ejects. Envoy default 100.
-    pub enforcing_local_origin_success_rate: u32,
-    /// Percent chance a failure-percentage detection ejects. Envoy default 0.
-    pub enforcing_failure_percentage: u32,
-    /// Percent chance a local-origin failure-percentage detection ejects. Envoy default 0.
-    pub enforcing_failure_percentage_local_origin: u32,
-    /// Hosts with enough volume needed for the success-rate pass. Envoy default 5.
-    pub success_rate_minimum_hosts: u32,
-    /// Requests in the last interval for a host to take part in the success-rate pass.
-    /// Envoy default 100.
-    pub success_rate_request_volume: u32,
-    /// Standard deviations below the mean, times 1000, that make a success-rate outlier.
-    /// Envoy default 1900 (= 1.9).
-    pub success_rate_stdev_factor: u32,
-    /// Failure percentage (0-100) at or above which a host is a failure-percentage outlier.
-    /// Envoy default 85.
-    pub failure_percentage_threshold: u32,
-    /// Hosts with enough volume needed for the failure-percentage pass. Envoy default 5.
-    pub failure_percentage_minimum_hosts: u32,
-    /// Requests in the last interval for a host to take part in the failure-percentage pass.
-    /// Envoy default 50.
-    pub failure_percentage_request_volume: u32,
-    /// Count local-origin errors (connect failures, resets, timeouts) apart from HTTP codes.
-    /// Envoy default false.
-    pub split_external_local_origin_errors: bool,
-    /// A successful active health check un-ejects the host. Envoy default true.
-    pub successful_active_health_check_uneject_host: bool,
-}
-
-impl Default for OutlierParams {
-    fn default() -> OutlierParams {
-        OutlierParams {
-            consecutive_5xx: 5,
-            consecutive_gateway_failure: 5,
-            consecutive_local_origin_failure: 5,
-            interval_s: 10.0,
-            base_ejection_time_s: 30.0,
-            max_ejection_time_s: None,
-            max_ejection_time_jitter_s: 0.0,
-            max_ejection_percent: 10,
-            always_eject_one_host: false,
-            legacy_ejection_cap: false,
-            enforcing_consecutive_5xx: 100,
-            enforcing_consecutive_gateway_failure: 0,
-            enforcing_consecutive_local_origin_failure: 100,
-            enforcing_success_rate: 100,
-            enforcing_local_origin_success_rate: 100,
-            enforcing_failure_percentage: 0,
-            enforcing_failure_percentage_local_origin: 0,
-            success_rate_minimum_hosts: 5,
-            success_rate_request_volume: 100,
-            success_rate_stdev_factor: 1900,
-            failure_percentage_threshold: 85,
-            failure_percentage_minimum_hosts: 5,
-            failure_percentage_request_volume: 50,
-            split_external_local_origin_errors: false,
-            successful_active_health_check_uneject_host: true,
-        }
-    }
-}
-
-/// Seconds to whole milliseconds, rounded to nearest (callers validate first).
-fn secs_to_ms(s: f64) -> u64 {
-    (s * 1000.0).round() as u64
-}
-
-impl OutlierParams {
-    /// Checks ranges; the message names the field and the fix.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in
-            [("interval_s", self.interval_s), ("base_ejection_time_s", self.base_ejection_time_s)]
-        {
-            if !v.is_finite() || v < 0.0005 {
-                return Err(format!("{name} = {v}: must be at least 0.001 (one millisecond)"));
-            }
-        }
-        if let Some(m) = self.max_ejection_time_s {
-            if !m.is_finite() || secs_to_ms(m) < secs_to_ms(self.base_ejection_time_s) {
-                return Err(format!(
-                    "max_ejection_time_s = {m}: must be at least base_ejection_time_s ({})",
-                    self.base_ejection_time_s
-                ));
-            }
-        }
-        let j = self.max_ejection_time_jitter_s;
-        if !j.is_finite() || j < 0.0 {
-            return Err(format!("max_ejection_time_jitter_s = {j}: must be a finite number >= 0"));
-        }
-        for (name, v) in [
-            ("max_ejection_percent", self.max_ejection_percent),
-            ("enforcing_consecutive_5xx", self.enforcing_consecutive_5xx),
-            ("enforcing_consecutive_gateway_failure", self.enforcing_consecutive_gateway_failure),
-            (
-                "enforcing_consecutive_local_origin_failure",
-                self.enforcing_consecutive_local_origin_failure,
-            ),
-            ("enforcing_success_rate", self.enforcing_success_rate),
-            ("enforcing_local_origin_success_rate", self.enforcing_local_origin_success_rate),
-            ("enforcing_failure_percentage", self.enforcing_failure_percentage),
-            (
-                "enforcing_failure_percentage_local_origin",
-                self.enforcing_failure_percentage_local_origin,
-            ),
-            ("failure_percentage_threshold", self.failure_percentage_threshold),
-        ] {
-            if v > 100 {
-                return Err(format!("{name} = {v}: must be a percentage from 0 to 100"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The interval, in whole milliseconds.
-    pub fn interval_ms(&self) -> u64 {
-        secs_to_ms(self.interval_s)
-    }
-
-    /// The base ejection time, in whole milliseconds.
-    pub fn base_ejection_time_ms(&self) -> u64 {
-        secs_to_ms(self.base_ejection_time_s)
-    }
-
-    /// The effective maximum ejection time in whole milliseconds (unset: 300 s or the base if
-    /// larger).
-    pub fn max_ejection_time_ms(&self) -> u64 {
-        match self.max_ejection_time_s {
-            Some(m) => secs_to_ms(m),
-            None => self.base_ejection_time_ms().max(300_000),
-        }
-    }
-}
 
 /// Why a host was ejected (Envoy `OutlierEjectionType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -754,6 +585,10 @@ pub fn in_panic(healthy: u32, total: u32, healthy_panic_threshold_percent: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::gateway::status::AttemptResult;
+    #[allow(unused_imports)]
+    use crate::spec::protection::*;
     use AttemptResult::{ConnectFailure, Reset, Status, Success, Timeout};
 
     fn secs(s: u64) -> SimTime {

@@ -54,74 +54,8 @@
 //! failure 3; `initialDelaySeconds` defaults to 0 as the zero value).
 
 use super::active_health::Run;
+use crate::spec::protection::ReadinessParams;
 use crate::time::{SimDuration, SimTime};
-use serde::Deserialize;
-
-/// The `readiness:` parameters (a container's `readinessProbe`, plus the endpoint delay).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReadinessParams {
-    /// Seconds between probe sends (`periodSeconds`; Kubernetes takes whole seconds >= 1).
-    pub period_s: f64,
-    /// Seconds a probe waits for its answer before failing (`timeoutSeconds`).
-    pub timeout_s: f64,
-    /// Consecutive failures that make a Ready pod unready (`failureThreshold`).
-    pub failure_threshold: u32,
-    /// Consecutive successes that make an unready pod Ready (`successThreshold`).
-    pub success_threshold: u32,
-    /// Seconds after a container starts before it is probed (`initialDelaySeconds`).
-    pub initial_delay_s: f64,
-    /// Seconds from a Ready flip to the gateways seeing the endpoint change (kubelet → API
-    /// server → EndpointSlice → gateway watch). The 1 s default is an assumption.
-    pub propagation_delay_s: f64,
-}
-
-impl Default for ReadinessParams {
-    fn default() -> ReadinessParams {
-        ReadinessParams {
-            period_s: 10.0,
-            timeout_s: 1.0,
-            failure_threshold: 3,
-            success_threshold: 1,
-            initial_delay_s: 0.0,
-            propagation_delay_s: 1.0,
-        }
-    }
-}
-
-impl ReadinessParams {
-    /// Checks ranges; the message names the field and the fix.
-    pub fn validate(&self) -> Result<(), String> {
-        let p = self.period_s;
-        if !p.is_finite() || p <= 0.0 {
-            return Err(format!("period_s = {p}: must be a finite number of seconds > 0"));
-        }
-        let t = self.timeout_s;
-        if !t.is_finite() || t <= 0.0 || t > p {
-            return Err(format!(
-                "timeout_s = {t}: must be > 0 and <= period_s ({p}); one probe per pod is in \
-                 flight at a time"
-            ));
-        }
-        for (name, v) in [
-            ("initial_delay_s", self.initial_delay_s),
-            ("propagation_delay_s", self.propagation_delay_s),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("{name} = {v}: must be a finite number of seconds >= 0"));
-            }
-        }
-        for (name, v) in [
-            ("failure_threshold", self.failure_threshold),
-            ("success_threshold", self.success_threshold),
-        ] {
-            if v == 0 {
-                return Err(format!("{name} = 0: must be >= 1"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Per-pod prober state.
 #[derive(Debug, Clone, Copy)]
@@ -312,6 +246,10 @@ impl Readiness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::gateway::status::AttemptResult;
+    #[allow(unused_imports)]
+    use crate::spec::protection::*;
 
     fn s(x: f64) -> SimTime {
         SimTime::ZERO + SimDuration::from_secs_f64(x)

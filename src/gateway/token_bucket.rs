@@ -31,8 +31,8 @@
 //! (`AtomicTokenBucketImpl`); policies.md §3.6.
 
 use super::limit_req::{LimitDecision, LimitReq};
+use crate::spec::protection::{Cost, RateLimitSpec};
 use crate::time::{SimDuration, SimTime, NANOS_PER_S};
-use serde::Deserialize;
 
 /// A continuous-refill token bucket, full at creation.
 #[derive(Debug, Clone)]
@@ -160,117 +160,7 @@ impl EnvoyBucket {
     }
 }
 
-/// What one request costs in a [`RateLimitSpec::TokenBucket`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cost {
-    /// One token per request.
-    #[default]
-    Requests,
-    /// One token per prompt token (a TPM-style limit).
-    InputTokens,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn status_503() -> u16 {
-    503
-}
-
-/// `admission.rate_limit` in a scenario: one limiter per tenant per gateway instance.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RateLimitSpec {
-    /// The generic continuous bucket (also current Envoy's local rate limit).
-    TokenBucket {
-        /// Refill rate, tokens per second.
-        rate_per_s: f64,
-        /// Capacity and initial fill, in tokens.
-        burst: f64,
-        /// What a request costs (`requests`, the default, or `input_tokens`).
-        #[serde(default)]
-        cost: Cost,
-    },
-    /// Envoy's local rate limit with timer fills (`envoy.type.v3.TokenBucket`).
-    EnvoyLocal {
-        /// Capacity and initial fill.
-        max_tokens: u32,
-        /// Tokens added per fill (Envoy default 1).
-        #[serde(default = "one")]
-        tokens_per_fill: u32,
-        /// Seconds between fills (Envoy requires at least 0.05).
-        fill_interval_s: f64,
-    },
-    /// nginx `limit_req_zone rate=...` + `limit_req burst=... [nodelay]` + `limit_req_status`.
-    NginxLimitReq {
-        /// Zone rate in requests per second (nginx keeps it in thousandths).
-        rate_per_s: f64,
-        /// Requests allowed in excess of the rate (nginx default 0).
-        #[serde(default)]
-        burst: u32,
-        /// Serve burst requests at once instead of delaying them (nginx default off).
-        #[serde(default)]
-        nodelay: bool,
-        /// Status of rejected requests (nginx `limit_req_status`, default 503).
-        #[serde(default = "status_503")]
-        status: u16,
-    },
-}
-
-/// Checks that `v` is finite and within `[lo, hi]`, else says so naming `name`.
-fn in_range(name: &str, v: f64, lo: f64, hi: f64, why: &str) -> Result<(), String> {
-    if v.is_finite() && (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{name} = {v}: must be in [{lo}, {hi}]{why}"))
-    }
-}
-
 impl RateLimitSpec {
-    /// Checks the numbers; the message names the field and the fix.
-    pub fn validate(&self) -> Result<(), String> {
-        match *self {
-            RateLimitSpec::TokenBucket { rate_per_s, burst, .. } => {
-                in_range("rate_per_s", rate_per_s, 0.0, 1e9, " (tokens per second)")?;
-                in_range("burst", burst, 1.0, 1e12, " (a request costs at least one token)")
-            }
-            RateLimitSpec::EnvoyLocal { max_tokens, tokens_per_fill, fill_interval_s } => {
-                if max_tokens == 0 {
-                    return Err("max_tokens = 0: must be >= 1 (Envoy requires > 0)".to_string());
-                }
-                if tokens_per_fill == 0 {
-                    return Err(
-                        "tokens_per_fill = 0: must be >= 1 (Envoy requires > 0)".to_string()
-                    );
-                }
-                in_range(
-                    "fill_interval_s",
-                    fill_interval_s,
-                    0.05,
-                    1e9,
-                    " (Envoy refuses fill intervals under 50 ms)",
-                )
-            }
-            RateLimitSpec::NginxLimitReq { rate_per_s, status, .. } => {
-                in_range(
-                    "rate_per_s",
-                    rate_per_s,
-                    0.001,
-                    1e6,
-                    " (nginx keeps the rate in thousandths; 1r/m is 0.0167)",
-                )?;
-                if !(400..=599).contains(&status) {
-                    return Err(format!(
-                        "status = {status}: must be in 400..=599 (nginx limit_req_status bounds)"
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
-
     /// A fresh limiter (full buckets, no `limit_req` history).
     pub fn build(&self) -> Limiter {
         let state = match *self {
@@ -352,6 +242,10 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::gateway::status::AttemptResult;
+    #[allow(unused_imports)]
+    use crate::spec::protection::*;
 
     fn ms(m: u64) -> SimTime {
         SimTime::ZERO + SimDuration::from_millis(m)

@@ -2,7 +2,8 @@
 //! at the point where it can break) and judged once at the end, so a broken invariant ends the
 //! run with a `RunError` naming the seed instead of silently skewing results.
 //!
-//! - conservation: `arrivals = completed + timed_out + rejected + unfinished`, for all requests
+//! - conservation: `arrivals = completed + timed_out + rejected + errors + failed +
+//!   unfinished`, for all requests
 //!   and for measured ones, with nothing left in flight;
 //! - causality: `arrival <= service start <= done` for every request that completed;
 //! - monotone clock: no event is processed at an earlier time than the one before it;
@@ -38,8 +39,8 @@ pub fn check(rec: &Recorder, v: &Violations, in_flight_at_end: u64) -> Result<()
     for (name, c) in [("all", rec.all), ("measured", rec.measured)] {
         if c.arrivals != c.ended() {
             return Err(format!(
-                "conservation ({name} requests): arrivals {} != completed {} + timed_out {} + rejected {} + unfinished {}",
-                c.arrivals, c.completed, c.timed_out, c.rejected, c.unfinished
+                "conservation ({name} requests): arrivals {} != completed {} + timed_out {} + rejected {} + errors {} + failed {} + unfinished {}",
+                c.arrivals, c.completed, c.timed_out, c.rejected, c.errors, c.failed, c.unfinished
             ));
         }
     }

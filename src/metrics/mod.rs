@@ -17,6 +17,7 @@
 //!   (empty when [`LlmStats::enabled`] is false; definitions in the README).
 
 pub mod columns;
+pub mod groups;
 pub mod invariants;
 
 use crate::time::SimDuration;
@@ -33,8 +34,14 @@ pub enum Outcome {
     Completed,
     /// Withdrawn at its deadline (from a queue or from service).
     TimedOut,
-    /// Refused on arrival (full queue, no candidate).
+    /// Refused: 429 from a rate limiter, a full queue or load shedding, 408 after a gateway
+    /// queue timeout, a request that can never fit.
     Rejected,
+    /// An error status reached the client: a 5xx from a replica, a connect failure, or no
+    /// healthy replica to send it to.
+    Error,
+    /// Lost to a crash (the connection broke) with no retry left.
+    Failed,
     /// Still in flight when the drain limit ended the run.
     Unfinished,
 }
@@ -50,6 +57,10 @@ pub struct Counts {
     pub timed_out: u64,
     /// Rejected.
     pub rejected: u64,
+    /// Ended with an error status.
+    pub errors: u64,
+    /// Lost to a crash.
+    pub failed: u64,
     /// Unfinished at the end of the drain.
     pub unfinished: u64,
 }
@@ -62,13 +73,20 @@ impl Counts {
             Outcome::Completed => self.completed += 1,
             Outcome::TimedOut => self.timed_out += 1,
             Outcome::Rejected => self.rejected += 1,
+            Outcome::Error => self.errors += 1,
+            Outcome::Failed => self.failed += 1,
             Outcome::Unfinished => self.unfinished += 1,
         }
     }
 
     /// Requests that have ended.
     pub fn ended(&self) -> u64 {
-        self.completed + self.timed_out + self.rejected + self.unfinished
+        self.completed
+            + self.timed_out
+            + self.rejected
+            + self.errors
+            + self.failed
+            + self.unfinished
     }
 }
 
@@ -223,6 +241,101 @@ pub struct Recorder {
     pub imbalance_sum: f64,
     /// Load samples in the measurement window with anything in flight.
     pub imbalance_samples: u64,
+    /// Attempts made by measured requests (one per request without retries or hedges).
+    pub attempts: u64,
+    /// Attempts beyond each measured request's first (retries and hedges).
+    pub retries: u64,
+    /// Hedged attempts started on per-try timeouts (all requests).
+    pub hedges: u64,
+    /// Measured requests served by a smaller model than they asked for.
+    pub downgraded: u64,
+    /// Requests refused by gateway admission (rate limits, full or timed-out queues,
+    /// shedding), all requests.
+    pub gateway_rejected: u64,
+    /// Requests a gateway had no healthy or available replica for, all requests.
+    pub no_healthy: u64,
+    /// Replica ejections by the gateways' health mechanisms, summed over instances.
+    pub ejections: u64,
+    /// Detection and recovery times of fault windows.
+    pub fault: FaultMetrics,
+}
+
+/// How fast faults were noticed and got over.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FaultMetrics {
+    /// Fault windows that opened during the run.
+    pub windows: u64,
+    /// Mean time from a window's start to the first exclusion of its replica by some
+    /// gateway instance, over the windows where that happened before the window ended
+    /// (`None`: none did).
+    pub detect_s: Option<f64>,
+    /// Windows not detected while open.
+    pub undetected: u64,
+    /// Mean time from a window's end until the p95 TTFT of a 10 s window of arrivals is back
+    /// within 10% of the 60 s before the fault (`inf` if it never was by the end of the run;
+    /// `None` without a baseline).
+    pub recover_s: Option<f64>,
+}
+
+/// How one measured or unmeasured request ended, as every recorder it belongs to records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestEnd {
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// Arrived after warm-up.
+    pub measured: bool,
+    /// Arrival to the end.
+    pub e2e: SimDuration,
+    /// Arrival to the first token the client saw (`None`: it saw none).
+    pub ttft: Option<SimDuration>,
+    /// Arrival to the start of service of its latest attempt (`None`: never served).
+    pub queue_wait: Option<SimDuration>,
+    /// Mean time per output token after the first (completed requests with >= 2 tokens).
+    pub tpot: Option<SimDuration>,
+    /// Completed within its class SLO (`llm` clusters).
+    pub met: bool,
+    /// Completed inside the measurement window.
+    pub in_window: bool,
+    /// Output tokens generated (completed `llm` requests).
+    pub generated: u32,
+    /// Attempts it made.
+    pub attempts: u64,
+    /// Served by a smaller model.
+    pub downgraded: bool,
+}
+
+impl RequestEnd {
+    /// Adds this request to `rec` (everything but `rec.all`, which only the run's recorder
+    /// keeps).
+    pub fn apply(&self, rec: &mut Recorder) {
+        let done = self.outcome == Outcome::Completed;
+        if self.measured {
+            rec.measured.add(self.outcome);
+            rec.attempts += self.attempts;
+            rec.retries += self.attempts.saturating_sub(1);
+            rec.downgraded += u64::from(self.downgraded);
+            if let Some(t) = self.ttft {
+                rec.ttft.record(t);
+            } else if !done {
+                rec.no_first_token += 1;
+            }
+            if let Some(w) = self.queue_wait {
+                rec.queue_wait.record(w);
+            }
+            if done {
+                rec.e2e.record(self.e2e);
+                if let Some(t) = self.tpot {
+                    rec.tpot.record(t);
+                }
+                rec.llm.slo_met += u64::from(self.met);
+            }
+        }
+        if self.in_window {
+            rec.window_completions += 1;
+            rec.llm.window_output_tokens += u64::from(self.generated);
+            rec.llm.window_goodput += u64::from(self.met);
+        }
+    }
 }
 
 impl Recorder {
@@ -278,6 +391,15 @@ impl LlmStats {
 }
 
 impl Recorder {
+    /// Ends a run's recording: for clusters without `llm` replicas, where the response is one
+    /// unit delivered at completion, TTFT is E2E; then every distribution is prepared.
+    pub fn finalize_run(&mut self, llm: bool) {
+        if !llm {
+            self.ttft = self.e2e.clone();
+        }
+        self.finalize();
+    }
+
     /// Prepares every distribution for quantile queries.
     pub fn finalize(&mut self) {
         for l in [&mut self.ttft, &mut self.e2e, &mut self.queue_wait, &mut self.tpot] {

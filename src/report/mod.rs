@@ -219,9 +219,13 @@ mod tests {
             stale_events: 5,
             end_time: SimTime(window_s * crate::time::NANOS_PER_S),
             timeseries: Vec::new(),
+            health: Vec::new(),
             routed: Vec::new(),
             pool_of: Vec::new(),
+            replica_names: Vec::new(),
             decisions: Vec::new(),
+            groups: Vec::new(),
+            faults: Vec::new(),
         }
     }
 
@@ -233,6 +237,8 @@ mod tests {
                 completed: 180,
                 timed_out: 10,
                 rejected: 6,
+                errors: 0,
+                failed: 0,
                 unfinished: 4,
             },
             window_completions: 170,

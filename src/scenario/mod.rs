@@ -8,6 +8,7 @@
 
 pub mod check_expr;
 mod diagnose;
+mod protection;
 pub mod raw;
 pub mod set;
 pub mod sweep;
@@ -63,6 +64,11 @@ pub struct Scenario {
     pub gateway: crate::spec::GatewayConfig,
     /// Request ids `from..to` whose routing decisions are traced (`--trace-decisions`).
     pub trace_decisions: Option<(u64, u64)>,
+    /// Failures to inject.
+    pub faults: Vec<crate::spec::faults::FaultSpec>,
+    /// Whether time-series samples also record each replica's health state
+    /// (`health.csv`): when sampling is on and the scenario has faults or health checks.
+    pub health_timeseries: bool,
 }
 
 /// When arrivals stop.

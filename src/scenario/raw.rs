@@ -57,6 +57,62 @@ pub struct RawScenario {
     /// Custom models added to the built-in catalog (the columns of `data/models.csv`).
     #[serde(default)]
     pub models: Option<Vec<ModelSpec>>,
+    /// Failures to inject (see `spec::faults`).
+    #[serde(default)]
+    pub faults: Option<Vec<RawFault>>,
+}
+
+/// One `faults:` entry. Which keys apply depends on `kind`; validation refuses the others.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    /// `crash`, `slowdown`, `errors`, `hang` or `partition`.
+    pub kind: String,
+    /// Target replicas by name (`<pool>-<index>`).
+    #[serde(default)]
+    pub replicas: Option<Vec<String>>,
+    /// Target pool (all its replicas, or `count` / `fraction` of them picked per run).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// How many replicas of `pool`.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Which share of `pool`'s replicas (rounded up).
+    #[serde(default)]
+    pub fraction: Option<f64>,
+    /// Scheduled start.
+    #[serde(default)]
+    pub at_s: Option<f64>,
+    /// Scheduled length.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Random faults: time between faults (a number is the mean of an exponential).
+    #[serde(default)]
+    pub mtbf_s: Option<serde_yaml_ng::Value>,
+    /// Random faults: fault length (a number is the mean of an exponential).
+    #[serde(default)]
+    pub mttr_s: Option<serde_yaml_ng::Value>,
+    /// `crash`: process restart time before the model load (default 0).
+    #[serde(default)]
+    pub restart_s: Option<f64>,
+    /// `slowdown`: time factor (>= 1).
+    #[serde(default)]
+    pub factor: Option<f64>,
+    /// `slowdown`: factor at the end of the window (linear ramp).
+    #[serde(default)]
+    pub ramp_to: Option<f64>,
+    /// `errors`: share of requests failed (default 1).
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// `errors`: status returned (default 503).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `errors`: time until the error response (default 5 ms).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// `partition`: gateway instances cut off (default: all).
+    #[serde(default)]
+    pub gateways: Option<Vec<u16>>,
 }
 
 /// Accepts a single value or a list of values.
@@ -120,6 +176,18 @@ pub struct RawGateway {
     /// Delay of KV events reaching cache indexes, in ms (default 0).
     #[serde(default)]
     pub kv_event_delay_ms: Option<f64>,
+    /// Time a connection to an unreachable replica takes to fail, ms (default 5000).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<f64>,
+    /// Health mechanisms (a mapping; `false` turns every one off).
+    #[serde(default)]
+    pub health: Option<serde_yaml_ng::Value>,
+    /// Admission control (a mapping; `false` turns every step off).
+    #[serde(default)]
+    pub admission: Option<serde_yaml_ng::Value>,
+    /// The route's retry policy for every class (`false`: none).
+    #[serde(default)]
+    pub retries: Option<serde_yaml_ng::Value>,
 }
 
 /// `gateway.spread`.
@@ -190,6 +258,27 @@ pub struct RawClass {
     /// Replay a request trace instead of `arrival`, `prompt_tokens` and `output_tokens`.
     #[serde(default)]
     pub trace: Option<RawTrace>,
+    /// The client gives up when no first token came this long after arrival.
+    #[serde(default)]
+    pub ttft_timeout_s: Option<f64>,
+    /// The client's retry policy.
+    #[serde(default)]
+    pub retries: Option<serde_yaml_ng::Value>,
+    /// Tier at the gateway: `{ name, priority }` (priority < 0: sheddable).
+    #[serde(default)]
+    pub tier: Option<RawTier>,
+}
+
+/// `tier:` of a class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    /// Name (default `standard`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Priority: higher is served first from a gateway queue; below 0 is sheddable.
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 /// `prefix:` — shared system prompts picked with Zipf popularity.
@@ -524,6 +613,9 @@ pub struct RawQueuePool {
     /// Most requests that may wait in one replica's queue; arrivals beyond it are rejected.
     #[serde(default)]
     pub queue_capacity: Option<u32>,
+    /// A backup pool (nginx `backup`): used only when no primary replica is available.
+    #[serde(default)]
+    pub backup: Option<bool>,
 }
 
 /// `kind: llm`.
@@ -566,6 +658,12 @@ pub struct RawLlmPool {
     /// Model load costs.
     #[serde(default)]
     pub cold_start: Option<RawColdStart>,
+    /// Most requests waiting per replica; arrivals beyond get 429 (default: unbounded).
+    #[serde(default)]
+    pub queue_capacity: Option<u32>,
+    /// A backup pool (nginx `backup`): used only when no primary replica is available.
+    #[serde(default)]
+    pub backup: Option<bool>,
 }
 
 /// `engine:` of an llm pool — vLLM v1 scheduler knobs, with vLLM's names and defaults.

@@ -38,7 +38,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 /// `v` for messages: plain decimals, or scientific notation when very large or small.
-fn num(v: f64) -> String {
+pub(super) fn num(v: f64) -> String {
     if v.is_finite() && v != 0.0 && !(1e-6..1e9).contains(&v.abs()) {
         format!("{v:e}")
     } else {
@@ -46,16 +46,16 @@ fn num(v: f64) -> String {
     }
 }
 
-struct Ctx<'a> {
-    file: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
         ConfigError::field(self.file, path, msg)
     }
 
-    fn finite(&self, path: &str, v: f64) -> Result<f64, ConfigError> {
+    pub(super) fn finite(&self, path: &str, v: f64) -> Result<f64, ConfigError> {
         if v.is_finite() {
             Ok(v)
         } else {
@@ -63,7 +63,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn positive(&self, path: &str, v: f64) -> Result<f64, ConfigError> {
+    pub(super) fn positive(&self, path: &str, v: f64) -> Result<f64, ConfigError> {
         if self.finite(path, v)? > 0.0 {
             Ok(v)
         } else {
@@ -71,7 +71,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn non_negative(&self, path: &str, v: f64) -> Result<f64, ConfigError> {
+    pub(super) fn non_negative(&self, path: &str, v: f64) -> Result<f64, ConfigError> {
         if self.finite(path, v)? >= 0.0 {
             Ok(v)
         } else {
@@ -79,7 +79,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn seconds(&self, path: &str, v: f64) -> Result<SimDuration, ConfigError> {
+    pub(super) fn seconds(&self, path: &str, v: f64) -> Result<SimDuration, ConfigError> {
         let s = self.positive(path, v)?;
         if s > 1e9 {
             return Err(self.err(path, format!("= {}: must be at most 1e9 seconds", num(v))));
@@ -103,8 +103,26 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
     let cat = catalog(&c, &raw)?;
     let pools = pools(&c, &raw.cluster, &cat)?;
     let classes = classes(&c, &raw.workload, &pools, &cat)?;
-    let gateway = gateway_over(&c, "gateway", GatewayConfig::default(), raw.gateway.as_ref())?;
-    let policies = policies(&c, &raw.policies, &pools, gateway)?;
+    let gateway = gateway_over(&c, "gateway", &GatewayConfig::default(), raw.gateway.as_ref())?;
+    let policies = policies(&c, &raw.policies, &pools, &gateway)?;
+    let served = served_models(&pools);
+    for (i, p) in policies.iter().enumerate() {
+        let path = if p.gateway == gateway {
+            "gateway".to_string()
+        } else {
+            format!("policies[{i}].gateway")
+        };
+        super::protection::check_downgrade(&c, &path, &p.gateway, &served)?;
+    }
+    let max_gateways = policies.iter().map(|p| p.gateway.replicas).max().unwrap_or(1);
+    let faults = super::protection::faults(
+        &c,
+        raw.faults.as_deref().unwrap_or_default(),
+        &pools,
+        max_gateways,
+    )?;
+    let health_timeseries = raw.timeseries.is_some()
+        && (!faults.is_empty() || policies.iter().any(|p| p.gateway.has_health()));
     let limits = limits(&c, raw.limits.as_ref())?;
     let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies)?;
     Ok(Scenario {
@@ -129,19 +147,36 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
             Some(t) => Some(c.seconds("timeseries.interval_s", t.interval_s)?),
             None => None,
         },
+        health_timeseries,
         gateway,
         trace_decisions: None,
+        faults,
     })
+}
+
+/// The model names the pools serve (catalog names), in pool order.
+fn served_models(pools: &[PoolSpec]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in pools {
+        if let PoolKind::Llm(l) = &p.kind {
+            for m in &l.models {
+                if !out.contains(&m.name) {
+                    out.push(m.name.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Validates a `gateway:` mapping at `path` over `base` (keys it omits keep `base`'s values).
 fn gateway_over(
     c: &Ctx<'_>,
     path: &str,
-    base: GatewayConfig,
+    base: &GatewayConfig,
     g: Option<&super::raw::RawGateway>,
 ) -> Result<GatewayConfig, ConfigError> {
-    let mut out = base;
+    let mut out = base.clone();
     let Some(g) = g else { return Ok(out) };
     let key = |k: &str| format!("{path}.{k}");
     if let Some(n) = g.replicas {
@@ -177,6 +212,7 @@ fn gateway_over(
     if let Some(v) = g.kv_event_delay_ms {
         out.kv_event_delay = ms(&key("kv_event_delay_ms"), v)?;
     }
+    super::protection::gateway(c, path, g, &mut out)?;
     Ok(out)
 }
 
@@ -320,9 +356,9 @@ fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, C
                 ),
             ));
         }
-        let (name, replicas, weight) = match p {
-            RawPool::Queue(q) => (&q.name, q.replicas, q.weight),
-            RawPool::Llm(l) => (&l.name, l.replicas, l.weight),
+        let (name, replicas, weight, backup) = match p {
+            RawPool::Queue(q) => (&q.name, q.replicas, q.weight, q.backup),
+            RawPool::Llm(l) => (&l.name, l.replicas, l.weight, l.backup),
         };
         if out.iter().any(|o| &o.name == name) {
             return Err(c.err(&format!("{path}.name"), format!("= {name:?}: duplicate pool name")));
@@ -353,10 +389,23 @@ fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, C
             RawPool::Llm(l) => PoolKind::Llm(Box::new(llm_pool(c, &path, l, cat)?)),
         };
         total += u64::from(replicas);
-        out.push(PoolSpec { name: name.clone(), replicas, weight, kind });
+        out.push(PoolSpec {
+            name: name.clone(),
+            replicas,
+            weight,
+            backup: backup.unwrap_or(false),
+            kind,
+        });
     }
     if total > 1_000_000 {
         return Err(c.err("cluster.pools", format!("{total} replicas in all: at most 1000000")));
+    }
+    if out.iter().all(|p| p.backup) {
+        return Err(c.err(
+            "cluster.pools",
+            "every pool is `backup: true`: a backup pool only takes over from primary pools; \
+             make at least one pool primary",
+        ));
     }
     Ok(out)
 }
@@ -482,6 +531,7 @@ fn llm_pool(
         engine: engine.config,
         load_bytes_per_s,
         load_init,
+        queue_capacity: l.queue_capacity,
     })
 }
 
@@ -873,7 +923,10 @@ fn classes(
         if let (Some(t), Some(model)) = (&trace, &model) {
             mooncake_block_sizes(c, &path, t, model, pools)?;
         }
+        let (client, tier) = super::protection::client(c, &path, k)?;
         out.push(ClassSpec {
+            client,
+            tier,
             name: k.class.clone(),
             arrival: k.arrival.as_ref().map(|a| arrival(c, &p("arrival"), a)).transpose()?,
             service_s,
@@ -1171,7 +1224,7 @@ fn step(c: &Ctx<'_>, path: &str, x: &RawStep) -> Result<ArrivalSpec, ConfigError
 }
 
 /// Validates a distribution whose support must be non-negative (times and token counts).
-fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
+pub(super) fn dist(c: &Ctx<'_>, path: &str, d: &RawDist) -> Result<Dist, ConfigError> {
     let p = |k: &str| format!("{path}.{k}");
     let (law, min, max) = match d {
         RawDist::Constant(x) => {
@@ -1298,7 +1351,7 @@ fn policies(
     c: &Ctx<'_>,
     ps: &[serde_yaml_ng::Value],
     pools: &[PoolSpec],
-    gateway: GatewayConfig,
+    gateway: &GatewayConfig,
 ) -> Result<Vec<PolicySpec>, ConfigError> {
     if ps.is_empty() {
         return Err(
@@ -1396,10 +1449,10 @@ fn policy(
     c: &Ctx<'_>,
     path: &str,
     v: &serde_yaml_ng::Value,
-    gateway: GatewayConfig,
+    gateway: &GatewayConfig,
 ) -> Result<PolicySpec, ConfigError> {
     use serde_yaml_ng::Value;
-    let mut gw = gateway;
+    let mut gw = gateway.clone();
     let (name, label, params) = match v {
         Value::String(s) => (s.clone(), None, Value::Null),
         Value::Mapping(m) => {
@@ -1446,7 +1499,7 @@ pub fn policy_from_name(name: &str) -> Result<PolicySpec, ConfigError> {
         &c,
         "--policy",
         &serde_yaml_ng::Value::String(name.to_string()),
-        GatewayConfig::default(),
+        &GatewayConfig::default(),
     )
 }
 

@@ -85,6 +85,9 @@ pub struct LlmPool {
     pub load_bytes_per_s: f64,
     /// Fixed part of a cold start (process and CUDA-graph initialisation).
     pub load_init: SimDuration,
+    /// Most waiting requests per replica; arrivals beyond get 429 (`None`: unbounded, as
+    /// vLLM).
+    pub queue_capacity: Option<u32>,
 }
 
 impl LlmPool {

@@ -6,9 +6,12 @@
 //! and model catalogs and the latency models built from them), never on the layers that read
 //! it, so data flows one way: scenario → spec → everything that runs.
 
+pub mod client;
+pub mod faults;
 pub mod gateway;
 pub mod llm;
 pub mod pool;
+pub mod protection;
 
 pub use gateway::{GatewayConfig, Spread};
 pub use pool::{PoolKind, PoolSpec};

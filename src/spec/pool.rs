@@ -11,6 +11,9 @@ pub struct PoolSpec {
     pub replicas: u32,
     /// Routing weight of each replica.
     pub weight: u32,
+    /// A backup pool (nginx `backup`): used by a gateway only when no primary replica serving
+    /// the model is available to it.
+    pub backup: bool,
     /// What the replicas are.
     pub kind: PoolKind,
 }

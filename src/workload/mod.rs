@@ -65,6 +65,10 @@ pub struct ClassSpec {
     pub slo: Slo,
     /// Trace replay instead of synthetic arrivals and lengths.
     pub trace: Option<TraceSpec>,
+    /// Client behaviour: time-to-first-token timeout, retries.
+    pub client: crate::spec::client::ClientSpec,
+    /// Tier at the gateway.
+    pub tier: crate::spec::client::Tier,
 }
 
 /// `prefix:` — `groups` system prompts of `group_tokens` tokens each; a request picks one with
@@ -377,6 +381,8 @@ mod tests {
 
     fn class(name: &str) -> ClassSpec {
         ClassSpec {
+            client: Default::default(),
+            tier: Default::default(),
             name: name.into(),
             arrival: Some(ArrivalSpec::Poisson { rate_per_s: 10.0 }),
             service_s: None,

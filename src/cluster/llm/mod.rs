@@ -295,6 +295,9 @@ pub struct LlmReplica {
     /// Removal events of a cache dropped by a model swap, not yet drained (`Some` when KV
     /// events are enabled).
     kv_events: Option<Vec<(u64, bool)>>,
+    /// Factor on every iteration time (a gray-failure slowdown; 1 normally), set by the
+    /// engine before each scheduling step.
+    pub time_factor: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -356,6 +359,7 @@ impl LlmReplica {
             stats: ReplicaStats::default(),
             min_iteration: SimDuration::ZERO,
             kv_events: None,
+            time_factor: 1.0,
             models,
         };
         r.min_iteration = r.smallest_iteration();
@@ -679,6 +683,54 @@ impl LlmReplica {
         self.release_slot(slot);
     }
 
+    /// The replica crashed at `now`: every request it holds is dropped (the caller ends them),
+    /// the iteration or model load in flight is void and the KV cache is lost (with KV events
+    /// on, every cached block is reported removed). It keeps its loaded model and its
+    /// counters; after the restart it starts empty.
+    pub fn crash(&mut self, now: SimTime, w: Window) {
+        self.account_kv(now, w);
+        for slot in 0..self.seqs.len() as u32 {
+            match self.seqs[slot as usize].state {
+                State::Free => {}
+                State::Prefill | State::Decode => {
+                    self.leave_running(slot);
+                    self.release_slot(slot);
+                }
+                State::Waiting | State::Parked => self.release_slot(slot),
+            }
+        }
+        self.waiting = match self.waiting {
+            WaitQueue::Fcfs(_) => WaitQueue::Fcfs(VecDeque::new()),
+            WaitQueue::Priority(_) => WaitQueue::Priority(BinaryHeap::new()),
+        };
+        self.waiting_len = 0;
+        self.parked.clear();
+        self.parked_len = 0;
+        self.busy = false;
+        self.loading = None;
+        self.finish.clear();
+        for b in &mut self.wheel {
+            b.clear();
+        }
+        self.first_decode.clear();
+        self.prefilling.clear();
+        self.chunks.clear();
+        let mrt = &self.models[self.loaded as usize];
+        let mut kv = KvCache::new(kv_config(&self.cfg, mrt.capacity_blocks));
+        if self.kv_events.is_some() {
+            kv.enable_events();
+            let mut gone = Vec::new();
+            self.kv.drain_events(&mut gone);
+            gone.extend(self.kv.all_hashes().map(|h| (h, false)));
+            if let Some(e) = &mut self.kv_events {
+                e.append(&mut gone);
+            }
+        }
+        self.kv = kv;
+        debug_assert_eq!(self.n_running, 0);
+        debug_assert_eq!(self.n_decode, 0);
+    }
+
     /// The iteration in flight ended at `now`: applies its results to `out` and schedules the
     /// next one (returns its end time) or goes idle / starts a model load.
     pub fn iteration_done(&mut self, now: SimTime, w: Window, out: &mut Vec<Effect>) -> Kick {
@@ -858,7 +910,11 @@ impl LlmReplica {
             return None;
         }
         self.busy = true;
-        Some(now + self.latency.iteration_time(&shape).max(SimDuration(1)))
+        let mut t = self.latency.iteration_time(&shape);
+        if self.time_factor != 1.0 {
+            t = SimDuration::from_secs_f64(t.as_secs_f64() * self.time_factor);
+        }
+        Some(now + t.max(SimDuration(1)))
     }
 
     fn chunks_live(&self) -> usize {
@@ -1131,6 +1187,7 @@ mod tests {
             },
             load_bytes_per_s: 2e9,
             load_init: SimDuration::ZERO,
+            queue_capacity: None,
         })
     }
 
