@@ -144,6 +144,9 @@ pub struct RunArgs {
     /// Do not draw plots.
     #[arg(long)]
     pub no_plots: bool,
+    /// Also print the tables by group (class, tenant, tier, pool); summary.md always has them.
+    #[arg(long)]
+    pub groups: bool,
     /// Write every routing decision for request ids FROM..TO (or the first N) of each run to
     /// decisions.csv: gateway, chosen replica, the signals it saw and the live ones.
     #[arg(long, value_name = "FROM..TO")]
@@ -467,6 +470,8 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
         timeseries: Vec::new(),
         routing: Vec::new(),
         decisions: Vec::new(),
+        health: Vec::new(),
+        faults: Vec::new(),
         manifest: manifest.clone(),
     });
     let mut errors = Vec::new();
@@ -485,6 +490,8 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
                     set.timeseries.extend(x.timeseries);
                     set.routing.extend(x.routing);
                     set.decisions.extend(x.decisions);
+                    set.health.extend(x.health);
+                    set.faults.extend(x.faults);
                 }
                 Err(e) => errors.push(e),
             }
@@ -499,7 +506,11 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     let elapsed = started.elapsed();
     set.sort(&positions);
     let md = set.write(&out_dir)?;
-    print!("{md}");
+    if args.groups {
+        print!("{}", report::markdown::summary_md(&report::summarize(&set.runs), true));
+    } else {
+        print!("{md}");
+    }
     // A shard holds only part of each cell, so its checks wait for `merge`.
     let checks = if shard.is_none() {
         report::check::evaluate_all(&plan.scenarios, &report::summarize(&set.runs), &set.runs)

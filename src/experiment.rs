@@ -109,6 +109,10 @@ pub struct RunResult {
     pub routing: Vec<Vec<String>>,
     /// `decisions.csv` records (`--trace-decisions`).
     pub decisions: Vec<Vec<String>>,
+    /// `health.csv` records.
+    pub health: Vec<Vec<String>>,
+    /// `faults.csv` records.
+    pub faults: Vec<Vec<String>>,
 }
 
 /// Executes one run.
@@ -123,6 +127,8 @@ pub fn execute_one(plan: &Plan, spec: RunSpec) -> Result<RunResult, RunError> {
                 timeseries: artifacts::timeseries_records(&key, &out),
                 routing: artifacts::routing_records(&key, &out),
                 decisions: artifacts::decision_records(&key, &out),
+                health: artifacts::health_records(&key, &out),
+                faults: artifacts::fault_records(&key, &out),
                 row: RunRow::from_output(key, &out),
             })
         }

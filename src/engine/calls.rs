@@ -175,7 +175,14 @@ impl Sim<'_> {
             hashes: &self.req_hashes,
         };
         let measured = info.measured && info.attempts == 0;
-        let route = self.gateway.route(g, &view, &self.cluster, self.now, measured);
+        let avoid = info.attempts > 0
+            && self
+                .policy
+                .gateway
+                .retries_for(&self.sc.classes[info.class as usize].client)
+                .is_some_and(|p| p.previous_hosts);
+        let tried: &[u32] = if avoid { &self.calls.slot(idx).tried } else { &[] };
+        let route = self.gateway.route(g, &view, tried, &self.cluster, self.now, measured);
         if info.live > 0 && !matches!(route, Route::To(_)) {
             // A hedge found nowhere to go: the attempt in flight carries on alone.
             self.drop_retry_slot(idx);
@@ -232,6 +239,7 @@ impl Sim<'_> {
         call.info.state = CallState::Dispatched;
         call.info.last_replica = r;
         call.attempts_live.push(h);
+        call.tried.push(r);
         let q = &mut self.deadlines.class[c.class as usize][PER_TRY as usize];
         if let Some(at) = q.push(self.now, h.idx, h.gen) {
             self.queue.push(at, Event::Deadline { class: c.class, kind: PER_TRY });
@@ -348,6 +356,9 @@ impl Sim<'_> {
         a.has_first_token = true;
         let (idx, id, r, g) = (a.call, a.id, a.replica, a.gateway);
         self.gateway.first_token(g, &FirstToken { id, replica: r, now: self.now });
+        // Envoy releases a retry's slot when the retried attempt's response headers arrive
+        // (for a streamed answer, with its first token).
+        self.drop_retry_slot(idx);
         let call = self.calls.slot_mut(idx);
         call.info.first_token = self.now;
         call.info.has_first_token = true;

@@ -265,6 +265,8 @@ pub struct Call {
     pub trace_hashes: Vec<u64>,
     /// Live attempts (several only when hedging).
     pub attempts_live: Vec<ReqRef>,
+    /// Replicas its attempts went to, in order.
+    pub tried: Vec<u32>,
 }
 
 /// What a new call is made of.
@@ -329,6 +331,7 @@ impl Calls {
                     },
                     trace_hashes: Vec::new(),
                     attempts_live: Vec::new(),
+                    tried: Vec::new(),
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -361,6 +364,7 @@ impl Calls {
         c.trace_hashes.clear();
         c.trace_hashes.extend_from_slice(trace_hashes);
         c.attempts_live.clear();
+        c.tried.clear();
         CallRef { idx, gen }
     }
 

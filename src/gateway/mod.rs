@@ -506,12 +506,14 @@ impl Gateways {
 
     // -- Routing --------------------------------------------------------------------------
 
-    /// Instance `g` picks a replica for `req` among those it considers healthy.
+    /// Instance `g` picks a replica for `req` among those it considers healthy, avoiding the
+    /// replicas in `avoid` (a retry's previous hosts) while others remain.
     #[inline]
     pub fn route(
         &mut self,
         g: u16,
         req: &RequestView<'_>,
+        avoid: &[u32],
         cluster: &Cluster,
         now: SimTime,
         measured: bool,
@@ -537,12 +539,15 @@ impl Gateways {
                     return Route::NoHealthy;
                 }
             };
-        if let Some(m) = max_conns {
+        if max_conns.is_some() || !avoid.is_empty() {
+            let room = |r: u32| max_conns.is_none_or(|m| in_flight[r as usize] < m);
             self.busy_scratch.clear();
-            self.busy_scratch
-                .extend(candidates.iter().copied().filter(|&r| in_flight[r as usize] < m));
+            self.busy_scratch.extend(candidates.iter().copied().filter(|&r| room(r)));
             if self.busy_scratch.is_empty() {
                 return Route::Busy;
+            }
+            if self.busy_scratch.iter().any(|r| !avoid.contains(r)) {
+                self.busy_scratch.retain(|r| !avoid.contains(r));
             }
             if self.busy_scratch.len() < candidates.len() {
                 candidates_epoch = health::list_epoch(&self.busy_scratch);

@@ -63,6 +63,11 @@ impl Groups {
         g
     }
 
+    /// The group labels, in group order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// A measured request of `class` arrived.
     #[inline]
     pub fn arrival(&mut self, class: u16) {

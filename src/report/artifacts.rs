@@ -1,6 +1,8 @@
 //! Per-run detail files beside `runs.csv`: `quantiles.csv` (latency quantiles on a fixed
-//! grid, for CDF plots) and `timeseries.csv` (sampled cluster state, when the scenario asks
-//! for it). Every record starts with the run key columns, so shards and resumed runs merge by
+//! grid, for CDF plots), `timeseries.csv` (sampled cluster state, when the scenario asks
+//! for it), `health.csv` (each replica's health state at those samples, when the scenario has
+//! faults or health checks), `faults.csv` (the fault windows that opened), `routing.csv` and
+//! `decisions.csv`. Every record starts with the run key columns, so shards and resumed runs merge by
 //! sorting records on the run's position in the plan.
 
 use super::{fmt_value, RunKey};
@@ -25,8 +27,24 @@ pub fn quantiles_header() -> Vec<&'static str> {
 
 /// Header of `timeseries.csv`.
 pub fn timeseries_header() -> Vec<&'static str> {
-    [KEY_COLUMNS, &["t_s", "queued", "in_service", "in_flight", "completions_per_s", "kv_util"]]
-        .concat()
+    [
+        KEY_COLUMNS,
+        &[
+            "t_s",
+            "queued",
+            "in_service",
+            "in_flight",
+            "completions_per_s",
+            "kv_util",
+            "admitted_per_s",
+            "rejected_per_s",
+            "errors_per_s",
+            "gateway_queued",
+            "ejected",
+            "down",
+        ],
+    ]
+    .concat()
 }
 
 fn key_fields(k: &RunKey) -> Vec<String> {
@@ -74,6 +92,54 @@ pub fn timeseries_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
             rec.push(s.in_flight.to_string());
             rec.push(fmt_value(Some(s.completions_per_s), 3));
             rec.push(fmt_value(s.kv_util, 4));
+            rec.push(fmt_value(Some(s.admitted_per_s), 3));
+            rec.push(fmt_value(Some(s.rejected_per_s), 3));
+            rec.push(fmt_value(Some(s.errors_per_s), 3));
+            rec.push(s.gateway_queued.to_string());
+            rec.push(s.ejected.to_string());
+            rec.push(s.down.to_string());
+            rec
+        })
+        .collect()
+}
+
+/// Header of `health.csv`.
+pub fn health_header() -> Vec<&'static str> {
+    [KEY_COLUMNS, &["t_s", "replica", "name", "state"]].concat()
+}
+
+/// `health.csv` records of one run: every replica's state at every sample.
+pub fn health_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
+    out.health
+        .iter()
+        .map(|h| {
+            let mut rec = key_fields(key);
+            rec.push(fmt_value(Some(h.time.as_secs_f64()), 3));
+            rec.push(h.replica.to_string());
+            rec.push(out.replica_names.get(h.replica as usize).cloned().unwrap_or_default());
+            rec.push(h.state.name().to_string());
+            rec
+        })
+        .collect()
+}
+
+/// Header of `faults.csv`.
+pub fn faults_header() -> Vec<&'static str> {
+    [KEY_COLUMNS, &["fault", "kind", "replica", "name", "start_s", "end_s"]].concat()
+}
+
+/// `faults.csv` records of one run: every fault window that opened.
+pub fn fault_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
+    out.faults
+        .iter()
+        .map(|w| {
+            let mut rec = key_fields(key);
+            rec.push(w.fault.to_string());
+            rec.push(w.kind.to_string());
+            rec.push(w.replica.to_string());
+            rec.push(out.replica_names.get(w.replica as usize).cloned().unwrap_or_default());
+            rec.push(fmt_value(Some(w.start.as_secs_f64()), 3));
+            rec.push(fmt_value(Some(w.end.as_secs_f64()), 3));
             rec
         })
         .collect()

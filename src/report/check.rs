@@ -55,7 +55,7 @@
 //! Evaluation is a pure function of the rows, so the printed lines are deterministic.
 
 use super::stats;
-use super::{CommandOutput, RunRow, SummaryRow};
+use super::{metric_index, CommandOutput, RunRow, SummaryRow};
 use crate::scenario::check_expr::*;
 use crate::scenario::Scenario;
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,7 +66,8 @@ use std::collections::{BTreeMap, BTreeSet};
 struct Cell<'a> {
     /// Policy labels in row order.
     policies: Vec<&'a str>,
-    means: BTreeMap<&'a str, &'a SummaryRow>,
+    /// Summary rows by (policy, result group).
+    means: BTreeMap<(&'a str, &'a str), &'a SummaryRow>,
     runs: BTreeMap<&'a str, BTreeMap<u32, &'a RunRow>>,
 }
 
@@ -137,26 +138,38 @@ fn render(n: &Num, binding: Binding<'_>) -> String {
 /// Which policy `all` stands for in one instance of a comparison (`None`: no `all`).
 type Binding<'a> = Option<&'a str>;
 
-fn resolve<'a>(label: &'a str, binding: Binding<'a>) -> &'a str {
-    match (label, binding) {
-        ("all", Some(p)) => p,
-        _ => label,
+/// `label` with `all` replaced by the policy it stands for (its group kept).
+fn resolve(label: &str, binding: Binding<'_>) -> String {
+    let (policy, group) = split_group(label);
+    match (policy, binding) {
+        ("all", Some(p)) if group == "all" => p.to_string(),
+        ("all", Some(p)) => format!("{p}[{group}]"),
+        _ => label.to_string(),
     }
 }
 
 impl<'a> Cell<'a> {
     fn mean(&self, label: &str, metric: &str) -> Val<f64> {
-        let row = self.means.get(label).ok_or_else(|| format!("policy {label:?} was not run"))?;
+        let (policy, group) = split_group(label);
+        let row = self.means.get(&(policy, group)).ok_or_else(|| {
+            if group == "all" {
+                format!("policy {policy:?} was not run")
+            } else {
+                format!("{label} has no rows (group {group:?} had no requests)")
+            }
+        })?;
         row.mean(metric).ok_or_else(|| format!("{label}.{metric} is undefined: no samples"))
     }
 
     fn run_value(&self, label: &str, metric: &str, rep: u32) -> Val<f64> {
+        let (policy, group) = split_group(label);
         let row = self
             .runs
-            .get(label)
+            .get(policy)
             .and_then(|m| m.get(&rep))
-            .ok_or_else(|| format!("no run of {label:?} for replication {rep}"))?;
-        row.get(metric).ok_or_else(|| {
+            .ok_or_else(|| format!("no run of {policy:?} for replication {rep}"))?;
+        let i = metric_index(metric).ok_or_else(|| format!("unknown metric {metric:?}"))?;
+        row.group_values(group).and_then(|v| v[i]).ok_or_else(|| {
             format!("{label}.{metric} is undefined in replication {rep}: no samples")
         })
     }
@@ -166,10 +179,11 @@ impl<'a> Cell<'a> {
         let mut refs = Vec::new();
         lhs.refs(&mut refs);
         rhs.refs(&mut refs);
-        if !refs.iter().any(|r| r.0 == "all") {
+        if !refs.iter().any(|r| split_group(r.0).0 == "all") {
             return Ok(vec![None]);
         }
-        let named: BTreeSet<&str> = refs.iter().map(|r| r.0).filter(|l| *l != "all").collect();
+        let named: BTreeSet<&str> =
+            refs.iter().map(|r| split_group(r.0).0).filter(|l| *l != "all").collect();
         let out: Vec<Binding<'a>> =
             self.policies.iter().filter(|p| !named.contains(**p)).map(|p| Some(*p)).collect();
         if out.is_empty() {
@@ -181,7 +195,7 @@ impl<'a> Cell<'a> {
     fn eval(&self, c: &Check, details: &mut Vec<String>) -> Val<bool> {
         match c {
             Check::Cmp(op, a, b) => self.quantified(a, b, details, |binding| {
-                let look = |l: &str, m: &str| self.mean(resolve(l, binding), m);
+                let look = |l: &str, m: &str| self.mean(&resolve(l, binding), m);
                 let x = eval_num(a, &look)?;
                 let y = eval_num(b, &look)?;
                 Ok((op.holds(x, y), format!("{} {} {}", fnum(x), op.symbol(), fnum(y))))
@@ -270,11 +284,14 @@ impl<'a> Cell<'a> {
         let mut refs = Vec::new();
         a.refs(&mut refs);
         b.refs(&mut refs);
-        let labels: BTreeSet<&str> = refs.iter().map(|r| resolve(r.0, binding)).collect();
+        let labels: BTreeSet<String> = refs.iter().map(|r| resolve(r.0, binding)).collect();
         let mut reps: Option<BTreeSet<u32>> = None;
         for l in &labels {
-            let have: BTreeSet<u32> =
-                self.runs.get(l).map(|m| m.keys().copied().collect()).unwrap_or_default();
+            let have: BTreeSet<u32> = self
+                .runs
+                .get(split_group(l).0)
+                .map(|m| m.keys().copied().collect())
+                .unwrap_or_default();
             reps = Some(match reps {
                 None => have,
                 Some(r) => r.intersection(&have).copied().collect(),
@@ -289,7 +306,7 @@ impl<'a> Cell<'a> {
         }
         let mut diffs = Vec::with_capacity(reps.len());
         for &r in &reps {
-            let look = |l: &str, m: &str| self.run_value(resolve(l, binding), m, r);
+            let look = |l: &str, m: &str| self.run_value(&resolve(l, binding), m, r);
             let d = eval_num(b, &look)? - eval_num(a, &look)?;
             if !d.is_finite() {
                 return Err(format!("paired difference in replication {r} is not finite"));
@@ -342,8 +359,8 @@ fn evaluate(check: &Check, cell: &Cell<'_>) -> (Outcome, String) {
     let missing: Vec<&str> = check
         .refs()
         .iter()
-        .map(|r| r.0)
-        .filter(|l| *l != "all" && !cell.means.contains_key(l))
+        .map(|r| split_group(r.0).0)
+        .filter(|l| *l != "all" && !cell.means.contains_key(&(*l, "all")))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -403,7 +420,7 @@ pub fn evaluate_sets(sets: &[CheckSet], summary: &[SummaryRow], runs: &[RunRow])
             order.push(k);
             Cell { policies: Vec::new(), means: BTreeMap::new(), runs: BTreeMap::new() }
         });
-        if cell.means.insert(&r.key.policy, r).is_none() {
+        if cell.means.insert((&r.key.policy, &r.group), r).is_none() && r.group == "all" {
             cell.policies.push(&r.key.policy);
         }
     }

@@ -2,10 +2,11 @@
 //!
 //! The inverse of `csv_out`: columns are looked up by name, so files from a version with more
 //! metrics still read; a missing required column or an unparsable number is an error naming
-//! the file's line and column.
+//! the file's line and column. Files without a `group` column (written before result groups
+//! existed) read as overall rows only.
 
 use super::stats::MeanCi;
-use super::{RunKey, RunRow, SummaryRow, METRICS};
+use super::{GroupRow, RunKey, RunRow, SummaryRow, METRICS};
 
 fn header_index(headers: &csv::StringRecord, name: &str) -> Result<usize, String> {
     headers
@@ -67,7 +68,8 @@ pub fn read_runs(text: &str) -> Result<Vec<RunRow>, String> {
     let (rep, seed) = (header_index(&h, "replication")?, header_index(&h, "seed")?);
     let metric_cols: Vec<usize> =
         METRICS.iter().map(|d| header_index(&h, d.name)).collect::<Result<_, _>>()?;
-    let mut out = Vec::new();
+    let group = h.iter().position(|x| x == "group");
+    let mut out: Vec<RunRow> = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| format!("malformed CSV: {e}"))?;
         let line = rec.position().map_or(0, |p| p.line());
@@ -77,10 +79,26 @@ pub fn read_runs(text: &str) -> Result<Vec<RunRow>, String> {
             .zip(&metric_cols)
             .map(|(d, &i)| parse_opt(&rec[i], line, d.name))
             .collect::<Result<_, _>>()?;
+        let k = key(&rec, &c, line, replication)?;
+        let label = group.map_or("all", |i| &rec[i]);
+        if label != "all" {
+            match out.last_mut() {
+                Some(r) if r.key == k => {
+                    r.groups.push(GroupRow { label: label.to_string(), values });
+                    continue;
+                }
+                _ => {
+                    return Err(format!(
+                        "line {line}: group row `{label}` does not follow its run's `all` row"
+                    ))
+                }
+            }
+        }
         out.push(RunRow {
-            key: key(&rec, &c, line, replication)?,
+            key: k,
             seed: parse_int(&rec[seed], line, "seed")?,
             values,
+            groups: Vec::new(),
         });
     }
     Ok(out)
@@ -92,6 +110,7 @@ pub fn read_summary(text: &str) -> Result<Vec<SummaryRow>, String> {
     let h = rdr.headers().map_err(|e| format!("cannot read the header: {e}"))?.clone();
     let c = key_cols(&h)?;
     let reps = header_index(&h, "replications")?;
+    let group = h.iter().position(|x| x == "group");
     let cols: Vec<(usize, usize)> = METRICS
         .iter()
         .map(|d| Ok((header_index(&h, d.name)?, header_index(&h, &format!("{}_ci95", d.name))?)))
@@ -112,6 +131,7 @@ pub fn read_summary(text: &str) -> Result<Vec<SummaryRow>, String> {
             .collect::<Result<_, String>>()?;
         out.push(SummaryRow {
             key: key(&rec, &c, line, 0)?,
+            group: group.map_or("all", |i| &rec[i]).to_string(),
             replications: parse_int(&rec[reps], line, "replications")?,
             values,
         });
@@ -125,7 +145,7 @@ mod tests {
     use crate::report::{csv_out, summarize};
 
     fn row(policy: &str, rep: u32, x: f64) -> RunRow {
-        let values = METRICS
+        let values: Vec<Option<f64>> = METRICS
             .iter()
             .enumerate()
             .map(|(i, d)| match i {
@@ -145,6 +165,7 @@ mod tests {
                 replication: rep,
             },
             seed: 12_345_678_901,
+            groups: vec![GroupRow { label: "class:a".into(), values: values.clone() }],
             values,
         }
     }

@@ -11,25 +11,30 @@ fn finish(w: csv::Writer<Vec<u8>>) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
-/// `runs.csv`: one row per run.
+/// `runs.csv`: one row per run (group `all`), each followed by its group rows.
 pub fn runs_csv(rows: &[RunRow]) -> Vec<u8> {
     let mut w = writer();
     let mut header =
-        vec!["scenario", "cell", "params", "policy", "autoscaler", "replication", "seed"];
+        vec!["scenario", "cell", "params", "policy", "autoscaler", "group", "replication", "seed"];
     header.extend(METRICS.iter().map(|d| d.name));
     let _ = w.write_record(&header);
     for r in rows {
-        let mut rec = vec![
-            r.key.scenario.clone(),
-            r.key.cell.to_string(),
-            r.key.params.clone(),
-            r.key.policy.clone(),
-            r.key.autoscaler.clone(),
-            r.key.replication.to_string(),
-            r.seed.to_string(),
-        ];
-        rec.extend(METRICS.iter().zip(&r.values).map(|(d, v)| fmt_value(*v, d.precision)));
-        let _ = w.write_record(&rec);
+        let groups = std::iter::once(("all", &r.values))
+            .chain(r.groups.iter().map(|g| (g.label.as_str(), &g.values)));
+        for (label, values) in groups {
+            let mut rec = vec![
+                r.key.scenario.clone(),
+                r.key.cell.to_string(),
+                r.key.params.clone(),
+                r.key.policy.clone(),
+                r.key.autoscaler.clone(),
+                label.to_string(),
+                r.key.replication.to_string(),
+                r.seed.to_string(),
+            ];
+            rec.extend(METRICS.iter().zip(values).map(|(d, v)| fmt_value(*v, d.precision)));
+            let _ = w.write_record(&rec);
+        }
     }
     finish(w)
 }
@@ -38,7 +43,7 @@ pub fn runs_csv(rows: &[RunRow]) -> Vec<u8> {
 pub fn summary_csv(rows: &[SummaryRow]) -> Vec<u8> {
     let mut w = writer();
     let mut header: Vec<String> =
-        ["scenario", "cell", "params", "policy", "autoscaler", "replications"]
+        ["scenario", "cell", "params", "policy", "autoscaler", "group", "replications"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -54,6 +59,7 @@ pub fn summary_csv(rows: &[SummaryRow]) -> Vec<u8> {
             r.key.params.clone(),
             r.key.policy.clone(),
             r.key.autoscaler.clone(),
+            r.group.clone(),
             r.replications.to_string(),
         ];
         for (d, v) in METRICS.iter().zip(&r.values) {

@@ -1,6 +1,6 @@
 //! `routelab gate --baseline A/summary.csv --current B/summary.csv`: the CI regression gate.
 //!
-//! Rows are matched by `(scenario, cell, policy, autoscaler)`. For each gated metric the
+//! Rows are matched by `(scenario, cell, policy, autoscaler, group)`. For each gated metric the
 //! change is measured in the metric's *worse* direction — lower is better for latencies and
 //! rates, higher is better for throughputs (`*_rps`, `*_per_s`), `completed`, hit rates and
 //! `slo_attainment` — relative to the baseline mean:
@@ -188,10 +188,10 @@ pub fn assess(g: &Gated, b: MeanCi, c: MeanCi) -> Verdict {
     }
 }
 
-type RowKey<'a> = (&'a str, u32, &'a str, &'a str);
+type RowKey<'a> = (&'a str, u32, &'a str, &'a str, &'a str);
 
 fn row_key(r: &SummaryRow) -> RowKey<'_> {
-    (&r.key.scenario, r.key.cell, &r.key.policy, &r.key.autoscaler)
+    (&r.key.scenario, r.key.cell, &r.key.policy, &r.key.autoscaler, &r.group)
 }
 
 fn read(path: &Path) -> Result<Vec<SummaryRow>, ConfigError> {
@@ -253,7 +253,8 @@ pub fn command(
     let mut notes = Vec::new();
     for b in &base {
         let k = row_key(b);
-        let head = format!("| {} | {} | {} | {} |", k.0, k.1, k.2, k.3);
+        let policy = if k.4 == "all" { k.2.to_string() } else { format!("{} [{}]", k.2, k.4) };
+        let head = format!("| {} | {} | {} | {} |", k.0, k.1, policy, k.3);
         let Some(c) = cur_by_key.get(&k) else {
             missing += 1;
             let _ = writeln!(md, "{head} (all) | | | | | | MISSING in current |");

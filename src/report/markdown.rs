@@ -4,7 +4,11 @@
 //! The core columns are always shown (`–` where undefined). The LLM columns (TPOT, output
 //! tokens and goodput per second, prefix hit rate, KV utilisation) are shown only for
 //! scenarios where some row defines them, i.e. scenarios with `llm` replicas; queue-only
-//! scenarios get exactly the core table.
+//! scenarios get exactly the core table. The failure columns (error, failed and retry rates,
+//! downgraded share) are shown only for scenarios where some row has a non-zero value.
+//!
+//! Rows of result groups (class, tenant, tier, pool) are left out of the overall tables; with
+//! `groups`, each cell also gets a table by group.
 
 use super::{fmt_value, metric_index, SummaryRow};
 use std::fmt::Write;
@@ -17,16 +21,30 @@ struct Column {
     header: &'static str,
     /// Decimals shown.
     decimals: usize,
-    /// Shown only when some row of the scenario defines the metric.
-    optional: bool,
+    /// When it is shown.
+    show: Show,
+}
+
+/// When a column is shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Show {
+    Always,
+    /// When some row of the scenario defines the metric.
+    Defined,
+    /// When some row of the scenario has a non-zero value.
+    NonZero,
 }
 
 const fn core(metric: &'static str, header: &'static str, decimals: usize) -> Column {
-    Column { metric, header, decimals, optional: false }
+    Column { metric, header, decimals, show: Show::Always }
 }
 
 const fn llm(metric: &'static str, header: &'static str, decimals: usize) -> Column {
-    Column { metric, header, decimals, optional: true }
+    Column { metric, header, decimals, show: Show::Defined }
+}
+
+const fn fault(metric: &'static str, header: &'static str, decimals: usize) -> Column {
+    Column { metric, header, decimals, show: Show::NonZero }
 }
 
 /// Headline columns, in table order.
@@ -42,6 +60,10 @@ const COLUMNS: &[Column] = &[
     llm("goodput_rps", "goodput rps", 1),
     core("timeout_rate", "timeout rate", 4),
     core("rejection_rate", "reject rate", 4),
+    fault("error_rate", "error rate", 4),
+    fault("failure_rate", "failed rate", 4),
+    fault("retry_rate", "retries/req", 4),
+    fault("downgrade_rate", "downgraded", 4),
     llm("prefix_hit_rate", "prefix hit", 4),
     llm("kv_util_mean", "KV util", 4),
     core("completed", "completed", 0),
@@ -53,48 +75,89 @@ fn visible(rows: &[SummaryRow]) -> Vec<&'static Column> {
     COLUMNS
         .iter()
         .filter(|c| {
-            !c.optional
-                || metric_index(c.metric)
-                    .is_some_and(|i| rows.iter().any(|r| r.values[i].mean.is_some()))
+            let Some(i) = metric_index(c.metric) else { return false };
+            match c.show {
+                Show::Always => true,
+                Show::Defined => rows.iter().any(|r| r.values[i].mean.is_some()),
+                Show::NonZero => rows.iter().any(|r| r.values[i].mean.is_some_and(|x| x != 0.0)),
+            }
         })
         .collect()
 }
 
-/// The markdown summary of `rows` (sorted by key).
-pub fn summary_md(rows: &[SummaryRow]) -> String {
+/// The markdown summary of `rows` (sorted by key): the overall tables, and with `groups`
+/// a table by group after each cell's.
+pub fn summary_md(rows: &[SummaryRow], groups: bool) -> String {
+    let overall: Vec<&SummaryRow> = rows.iter().filter(|r| r.group == "all").collect();
     let mut out = String::new();
-    let mut current: Option<(&str, u32)> = None;
-    let mut columns: Vec<&Column> = Vec::new();
-    for (k, r) in rows.iter().enumerate() {
-        let group = (r.key.scenario.as_str(), r.key.cell);
-        if current.map(|c| c.0) != Some(group.0) {
-            // Rows are sorted by key, so a scenario's rows are contiguous.
-            let n = rows[k..].iter().take_while(|x| x.key.scenario == r.key.scenario).count();
-            columns = visible(&rows[k..k + n]);
-        }
-        if current != Some(group) {
-            if current.is_some() {
+    let mut k = 0;
+    while k < overall.len() {
+        let r = overall[k];
+        let scenario: Vec<SummaryRow> = overall[k..]
+            .iter()
+            .take_while(|x| x.key.scenario == r.key.scenario)
+            .map(|x| (*x).clone())
+            .collect();
+        let columns = visible(&scenario);
+        let mut i = 0;
+        while i < scenario.len() {
+            let cell = scenario[i].key.cell;
+            let n = scenario[i..].iter().take_while(|x| x.key.cell == cell).count();
+            if !out.is_empty() {
                 out.push('\n');
             }
-            current = Some(group);
+            let head = &scenario[i];
+            let reps = head.replications;
             let _ = writeln!(
                 out,
                 "### {} (cell {}, {} replication{})\n",
-                r.key.scenario,
-                r.key.cell,
-                r.replications,
-                if r.replications == 1 { "" } else { "s" }
+                head.key.scenario,
+                cell,
+                reps,
+                if reps == 1 { "" } else { "s" }
             );
-            out.push_str("| policy |");
-            for c in &columns {
-                let _ = write!(out, " {} |", c.header);
+            table(&mut out, &columns, scenario[i..i + n].iter(), false);
+            if groups {
+                let by_group: Vec<&SummaryRow> = rows
+                    .iter()
+                    .filter(|x| {
+                        x.group != "all"
+                            && x.key.scenario == head.key.scenario
+                            && x.key.cell == cell
+                    })
+                    .collect();
+                if !by_group.is_empty() {
+                    let _ = writeln!(out, "\nby group:\n");
+                    table(&mut out, &columns, by_group.into_iter(), true);
+                }
             }
-            out.push_str("\n|---|");
-            out.push_str(&"---:|".repeat(columns.len()));
-            out.push('\n');
+            i += n;
         }
+        k += scenario.len();
+    }
+    out
+}
+
+/// One markdown table of `rows` with `columns` (and a group column when `grouped`).
+fn table<'r>(
+    out: &mut String,
+    columns: &[&Column],
+    rows: impl Iterator<Item = &'r SummaryRow>,
+    grouped: bool,
+) {
+    out.push_str(if grouped { "| policy | group |" } else { "| policy |" });
+    for c in columns {
+        let _ = write!(out, " {} |", c.header);
+    }
+    out.push_str(if grouped { "\n|---|---|" } else { "\n|---|" });
+    out.push_str(&"---:|".repeat(columns.len()));
+    out.push('\n');
+    for r in rows {
         let _ = write!(out, "| {} |", r.key.policy);
-        for c in &columns {
+        if grouped {
+            let _ = write!(out, " {} |", r.group);
+        }
+        for c in columns {
             let Some(i) = metric_index(c.metric) else { continue };
             let p = c.decimals;
             let v = r.values[i];
@@ -109,7 +172,6 @@ pub fn summary_md(rows: &[SummaryRow]) -> String {
         }
         out.push('\n');
     }
-    out
 }
 
 #[cfg(test)]
@@ -118,13 +180,43 @@ mod tests {
     use crate::report::stats::MeanCi;
     use crate::report::{RunKey, LLM_METRICS, METRICS};
 
+    const FAULT_COLUMNS: &[&str] = &["error_rate", "failure_rate", "retry_rate", "downgrade_rate"];
+
+    #[test]
+    fn failure_columns_appear_when_some_row_has_failures() {
+        let mut r = row("q", 0, "a", false);
+        let i = metric_index("error_rate").expect("metric");
+        r.values[i].mean = Some(0.25);
+        let md = summary_md(&[r, row("q", 0, "b", false)], false);
+        let header = md.lines().nth(2).expect("header");
+        assert!(header.contains("| error rate |"), "{header}");
+        assert!(!header.contains("failed rate"), "{header}");
+        assert!(md.contains("| 0.2500 |") && md.contains("| 0.0000 |"), "{md}");
+    }
+
+    #[test]
+    fn group_rows_are_left_out_unless_asked() {
+        let mut g = row("q", 0, "a", false);
+        g.group = "tier:vip".into();
+        let rows = [row("q", 0, "a", false), g];
+        let plain = summary_md(&rows, false);
+        assert!(!plain.contains("tier:vip") && !plain.contains("by group"), "{plain}");
+        let grouped = summary_md(&rows, true);
+        assert!(grouped.contains("by group:"), "{grouped}");
+        assert!(grouped.contains("| policy | group |"), "{grouped}");
+        assert!(grouped.contains("| a | tier:vip |"), "{grouped}");
+    }
+
     fn row(scenario: &str, cell: u32, policy: &str, llm: bool) -> SummaryRow {
         let values = METRICS
             .iter()
             .map(|d| {
                 let undefined =
                     !llm && (LLM_METRICS.contains(&d.name) || d.name.starts_with("tpot_"));
-                MeanCi { mean: (!undefined).then_some(0.5), ci95: None }
+                // No failures: the failure columns stay hidden.
+                let zero = FAULT_COLUMNS.contains(&d.name);
+                let v = if zero { 0.0 } else { 0.5 };
+                MeanCi { mean: (!undefined).then_some(v), ci95: None }
             })
             .collect();
         SummaryRow {
@@ -136,6 +228,7 @@ mod tests {
                 autoscaler: "none".into(),
                 replication: 0,
             },
+            group: "all".into(),
             replications: 1,
             values,
         }
@@ -146,7 +239,7 @@ mod tests {
 
     #[test]
     fn queue_scenarios_keep_the_core_table() {
-        let md = summary_md(&[row("q", 0, "a", false), row("q", 0, "b", false)]);
+        let md = summary_md(&[row("q", 0, "a", false), row("q", 0, "b", false)], false);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines[2], QUEUE_HEADER);
         assert_eq!(lines[3], format!("|---|{}", "---:|".repeat(9)));
@@ -161,7 +254,7 @@ mod tests {
             row("q", 0, "a", false),
             row("q", 0, "b", false),
         ];
-        let md = summary_md(&rows);
+        let md = summary_md(&rows, false);
         let headers: Vec<&str> = md.lines().filter(|l| l.starts_with("| policy |")).collect();
         assert_eq!(headers.len(), 3, "{md}");
         let llm_header = "| policy | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | TPOT p95 ms | \
@@ -178,7 +271,7 @@ mod tests {
         let mut partial = row("llm", 1, "b", true);
         let i = metric_index("kv_util_mean").expect("metric");
         partial.values[i] = MeanCi::default();
-        let md = summary_md(&[row("llm", 1, "a", true), partial]);
+        let md = summary_md(&[row("llm", 1, "a", true), partial], false);
         assert!(md.contains("| KV util |") && md.contains("| 0.5000 | – | 0 |"), "{md}");
     }
 }

@@ -43,6 +43,8 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<CommandOutput, ConfigE
                 m.timeseries.extend(set.timeseries);
                 m.routing.extend(set.routing);
                 m.decisions.extend(set.decisions);
+                m.health.extend(set.health);
+                m.faults.extend(set.faults);
             }
         }
     }

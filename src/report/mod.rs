@@ -50,7 +50,7 @@ pub struct RunKey {
     pub replication: u32,
 }
 
-/// One row of `runs.csv`.
+/// One row of `runs.csv`: a run's overall values (group `all`), with its per-group rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
     /// Which run.
@@ -60,24 +60,64 @@ pub struct RunRow {
     /// Values in [`METRICS`] order; `None` when undefined (no samples, or an
     /// [`LLM_METRICS`] column of a cluster without `llm` replicas).
     pub values: Vec<Option<f64>>,
+    /// The run's per-group rows (class, tenant, tier, pool), in group order.
+    pub groups: Vec<GroupRow>,
 }
 
-impl RunRow {
-    /// The row for a finished run.
-    pub fn from_output(key: RunKey, out: &RunOutput) -> RunRow {
-        let r: &Recorder = &out.recorder;
-        let c = r.measured;
-        let window_s = out.window.as_secs_f64();
-        let rate = |x: u64| (c.arrivals > 0).then(|| x as f64 / c.arrivals as f64);
-        let per_s = |x: u64| (window_s > 0.0).then(|| x as f64 / window_s);
-        let llm = r.llm.enabled.then_some(&r.llm);
-        let values = METRICS
-            .iter()
-            .map(|d| match d.name {
+/// The values of one group of a run (`class:chat`, `tier:vip`, `pool:h100`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    /// Group label.
+    pub label: String,
+    /// Values in [`METRICS`] order; metrics a group does not define are `None`.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Which metrics a row defines: every one (the whole run), those of its requests and
+/// replicas (a pool), or those of its requests only (a class, tenant or tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Run,
+    Pool,
+    Requests,
+}
+
+/// Metrics that describe replicas (defined for the whole run and for pools).
+const REPLICA_METRICS: &[&str] = &[
+    "prefix_hit_rate",
+    "kv_util_mean",
+    "preemptions",
+    "rejected_never_fit",
+    "cold_starts",
+    "gpu_hours",
+];
+
+/// Metrics that describe the whole run only.
+const RUN_METRICS: &[&str] =
+    &["load_imbalance", "events", "stale_events", "ejections", "detect_s", "recover_s"];
+
+fn values(r: &Recorder, out: &RunOutput, scope: Scope) -> Vec<Option<f64>> {
+    let c = r.measured;
+    let window_s = out.window.as_secs_f64();
+    let rate = |x: u64| (c.arrivals > 0).then(|| x as f64 / c.arrivals as f64);
+    let per_s = |x: u64| (window_s > 0.0).then(|| x as f64 / window_s);
+    let llm = r.llm.enabled.then_some(&r.llm);
+    let f = &r.fault;
+    METRICS
+        .iter()
+        .map(|d| {
+            if (scope != Scope::Run && RUN_METRICS.contains(&d.name))
+                || (scope == Scope::Requests && REPLICA_METRICS.contains(&d.name))
+            {
+                return None;
+            }
+            match d.name {
                 "arrivals" => Some(c.arrivals as f64),
                 "completed" => Some(c.completed as f64),
                 "timed_out" => Some(c.timed_out as f64),
                 "rejected" => Some(c.rejected as f64),
+                "errors" => Some(c.errors as f64),
+                "failed" => Some(c.failed as f64),
                 "unfinished" => Some(c.unfinished as f64),
                 "ttft_ms_mean" => r.ttft.mean_ms(),
                 "ttft_ms_p50" => r.ttft.quantile_ms(0.50),
@@ -101,8 +141,14 @@ impl RunRow {
                 "output_tokens_per_s" => llm.and_then(|l| per_s(l.window_output_tokens)),
                 "goodput_rps" => llm.and_then(|l| per_s(l.window_goodput)),
                 "slo_attainment" => llm.and_then(|l| rate(l.slo_met)),
+                "success_rate" => rate(c.completed),
                 "timeout_rate" => rate(c.timed_out),
                 "rejection_rate" => rate(c.rejected),
+                "error_rate" => rate(c.errors),
+                "failure_rate" => rate(c.failed),
+                "attempts" => Some(r.attempts as f64),
+                "retry_rate" => rate(r.retries),
+                "downgrade_rate" => rate(r.downgraded),
                 "prefix_hit_rate" => llm.and_then(|l| l.prefix_hit_rate()),
                 "kv_util_mean" => llm.and_then(|l| l.kv_util_mean()),
                 "preemptions" => llm.map(|l| l.preemptions as f64),
@@ -110,28 +156,56 @@ impl RunRow {
                 "cold_starts" => llm.map(|l| l.cold_starts as f64),
                 "gpu_hours" => llm.map(|l| l.gpu_hours),
                 "load_imbalance" => r.load_imbalance(),
+                "ejections" => Some(r.ejections as f64),
+                "detect_s" => f.detect_s,
+                "recover_s" => f.recover_s,
                 "window_s" => Some(window_s),
                 "events" => Some(out.events as f64),
                 "stale_events" => Some(out.stale_events as f64),
                 other => unreachable!("metric {other} has no source"),
+            }
+        })
+        .zip(METRICS)
+        .map(|(v, d)| round_to(v, d.precision))
+        .collect()
+}
+
+impl RunRow {
+    /// The row for a finished run, with its group rows.
+    pub fn from_output(key: RunKey, out: &RunOutput) -> RunRow {
+        let groups = out
+            .groups
+            .iter()
+            .map(|(label, rec)| {
+                let scope = if label.starts_with("pool:") { Scope::Pool } else { Scope::Requests };
+                GroupRow { label: label.clone(), values: values(rec, out, scope) }
             })
-            .zip(METRICS)
-            .map(|(v, d)| round_to(v, d.precision))
             .collect();
-        RunRow { key, seed: out.run_seed, values }
+        RunRow { key, seed: out.run_seed, values: values(&out.recorder, out, Scope::Run), groups }
     }
 
     /// The value of metric `name`.
     pub fn get(&self, name: &str) -> Option<f64> {
         metric_index(name).and_then(|i| self.values[i])
     }
+
+    /// The values of group `group` (`all`: the run's own).
+    pub fn group_values(&self, group: &str) -> Option<&[Option<f64>]> {
+        if group == "all" {
+            return Some(&self.values);
+        }
+        self.groups.iter().find(|g| g.label == group).map(|g| &g.values[..])
+    }
 }
 
-/// One row of `summary.csv`: a (scenario, cell, policy, autoscaler) over its replications.
+/// One row of `summary.csv`: a (scenario, cell, policy, autoscaler, group) over its
+/// replications.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SummaryRow {
-    /// The group (replication field unused, 0).
+    /// The run group (replication field unused, 0).
     pub key: RunKey,
+    /// The result group: `all`, or a class, tenant, tier or pool label.
+    pub group: String,
     /// Replications aggregated.
     pub replications: u32,
     /// Per metric: mean and 95% CI half-width (`None` with fewer than 2 values).
@@ -146,7 +220,8 @@ impl SummaryRow {
 }
 
 /// Groups consecutive rows of the same (scenario, cell, policy, autoscaler) and summarises
-/// them. Rows must be sorted by key.
+/// them: the overall row (group `all`), then one row per result group in the order groups
+/// first appear. Rows must be sorted by key.
 pub fn summarize(rows: &[RunRow]) -> Vec<SummaryRow> {
     let mut out: Vec<SummaryRow> = Vec::new();
     let same = |a: &RunKey, b: &RunKey| {
@@ -161,15 +236,28 @@ pub fn summarize(rows: &[RunRow]) -> Vec<SummaryRow> {
         while j < rows.len() && same(&rows[i].key, &rows[j].key) {
             j += 1;
         }
-        let group = &rows[i..j];
-        let values = (0..METRICS.len())
-            .map(|m| stats::mean_ci(&group.iter().map(|r| r.values[m]).collect::<Vec<_>>()))
-            .collect();
-        out.push(SummaryRow {
-            key: RunKey { replication: 0, ..rows[i].key.clone() },
-            replications: group.len() as u32,
-            values,
-        });
+        let block = &rows[i..j];
+        let mut labels: Vec<&str> = vec!["all"];
+        for r in block {
+            for g in &r.groups {
+                if !labels.contains(&g.label.as_str()) {
+                    labels.push(&g.label);
+                }
+            }
+        }
+        for label in labels {
+            let per_rep: Vec<&[Option<f64>]> =
+                block.iter().filter_map(|r| r.group_values(label)).collect();
+            let values = (0..METRICS.len())
+                .map(|m| stats::mean_ci(&per_rep.iter().map(|v| v[m]).collect::<Vec<_>>()))
+                .collect();
+            out.push(SummaryRow {
+                key: RunKey { replication: 0, ..block[0].key.clone() },
+                group: label.to_string(),
+                replications: per_rep.len() as u32,
+                values,
+            });
+        }
         i = j;
     }
     out
@@ -336,6 +424,8 @@ mod tests {
             ("completed", 0),
             ("timed_out", 0),
             ("rejected", 0),
+            ("errors", 0),
+            ("failed", 0),
             ("unfinished", 0),
             ("ttft_ms_mean", 3),
             ("ttft_ms_p50", 3),
@@ -359,8 +449,14 @@ mod tests {
             ("output_tokens_per_s", 3),
             ("goodput_rps", 3),
             ("slo_attainment", 6),
+            ("success_rate", 6),
             ("timeout_rate", 6),
             ("rejection_rate", 6),
+            ("error_rate", 6),
+            ("failure_rate", 6),
+            ("attempts", 0),
+            ("retry_rate", 6),
+            ("downgrade_rate", 6),
             ("prefix_hit_rate", 6),
             ("kv_util_mean", 6),
             ("preemptions", 0),
@@ -368,6 +464,9 @@ mod tests {
             ("cold_starts", 0),
             ("gpu_hours", 6),
             ("load_imbalance", 4),
+            ("ejections", 0),
+            ("detect_s", 3),
+            ("recover_s", 3),
             ("window_s", 3),
             ("events", 0),
             ("stale_events", 0),
@@ -389,7 +488,7 @@ mod tests {
             let i = header.iter().position(|h| *h == m).expect("column");
             lines[line].split(',').nth(i).expect("cell").to_string()
         };
-        assert_eq!(&header[7..], METRICS.iter().map(|d| d.name).collect::<Vec<_>>());
+        assert_eq!(&header[8..], METRICS.iter().map(|d| d.name).collect::<Vec<_>>());
         for (m, want) in [
             ("output_tokens_per_s", "308.625"),
             ("goodput_rps", "3.250"),
@@ -421,7 +520,7 @@ mod tests {
         let header: Vec<&str> = lines.next().expect("header").split(',').collect();
         let want: Vec<String> =
             METRICS.iter().flat_map(|d| [d.name.to_string(), format!("{}_ci95", d.name)]).collect();
-        assert_eq!(&header[6..], want);
+        assert_eq!(&header[7..], want);
         let values: Vec<&str> = lines.next().expect("row").split(',').collect();
         let at = |m: &str| values[header.iter().position(|h| *h == m).expect("column")];
         // goodput 3.25 and 6.5 req/s: mean 4.875.

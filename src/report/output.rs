@@ -2,7 +2,8 @@
 //! reading one back (for `merge` and `--resume`).
 //!
 //! Files: `runs.csv`, `summary.csv`, `summary.md`, `quantiles.csv`, `routing.csv`,
-//! `timeseries.csv` (when sampled), `decisions.csv` (when traced), `manifest.json`, each
+//! `timeseries.csv` (when sampled), `health.csv` and `faults.csv` (with faults or health
+//! checks), `decisions.csv` (when traced), `manifest.json`, each
 //! replaced atomically. Rows and records are put in plan order
 //! first, so a directory's bytes depend only on what ran, not on how (threads, shards, resume).
 
@@ -27,6 +28,10 @@ pub struct ResultSet {
     pub routing: Vec<Vec<String>>,
     /// `decisions.csv` records.
     pub decisions: Vec<Vec<String>>,
+    /// `health.csv` records.
+    pub health: Vec<Vec<String>>,
+    /// `faults.csv` records.
+    pub faults: Vec<Vec<String>>,
     /// The manifest.
     pub manifest: Manifest,
 }
@@ -40,20 +45,27 @@ impl ResultSet {
         let mut seen = std::collections::BTreeSet::new();
         self.runs.retain(|r| positions.contains_key(&r.key) && seen.insert(r.key.clone()));
         self.runs.sort_by_key(|r| positions[&r.key]);
-        for recs in
-            [&mut self.quantiles, &mut self.timeseries, &mut self.routing, &mut self.decisions]
-        {
+        for recs in [
+            &mut self.quantiles,
+            &mut self.timeseries,
+            &mut self.routing,
+            &mut self.decisions,
+            &mut self.health,
+            &mut self.faults,
+        ] {
             recs.retain(|r| record_key(r).is_some_and(|k| seen.contains(&k)));
             recs.sort_by_key(|r| record_key(r).map(|k| positions[&k]));
         }
     }
 
-    /// Writes every file into `dir`; returns the markdown summary.
+    /// Writes every file into `dir` (`summary.md` with the tables by group); returns the
+    /// overall markdown summary, what `run` prints.
     /// `runs.csv` is written last: a run counts as done (for `--resume`) only once its row is
     /// there, and by then its detail records are too.
     pub fn write(&self, dir: &Path) -> Result<String, OutputError> {
         let summary = summarize(&self.runs);
-        let md = markdown::summary_md(&summary);
+        let md = markdown::summary_md(&summary, false);
+        let md_file = markdown::summary_md(&summary, true);
         atomic_write(&dir.join("manifest.json"), self.manifest.to_json().as_bytes())?;
         atomic_write(
             &dir.join("quantiles.csv"),
@@ -75,8 +87,20 @@ impl ResultSet {
                 &keyed_csv(&artifacts::decisions_header(), &self.decisions),
             )?;
         }
+        if !self.health.is_empty() {
+            atomic_write(
+                &dir.join("health.csv"),
+                &keyed_csv(&artifacts::health_header(), &self.health),
+            )?;
+        }
+        if !self.faults.is_empty() {
+            atomic_write(
+                &dir.join("faults.csv"),
+                &keyed_csv(&artifacts::faults_header(), &self.faults),
+            )?;
+        }
         atomic_write(&dir.join("summary.csv"), &csv_out::summary_csv(&summary))?;
-        atomic_write(&dir.join("summary.md"), md.as_bytes())?;
+        atomic_write(&dir.join("summary.md"), md_file.as_bytes())?;
         atomic_write(&dir.join("runs.csv"), &csv_out::runs_csv(&self.runs))?;
         Ok(md)
     }
@@ -115,6 +139,8 @@ impl ResultSet {
             timeseries: records("timeseries.csv")?,
             routing: records("routing.csv")?,
             decisions: records("decisions.csv")?,
+            health: records("health.csv")?,
+            faults: records("faults.csv")?,
             manifest,
         })
     }

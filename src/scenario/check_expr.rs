@@ -249,8 +249,23 @@ fn lex_word(s: &[char], i: usize) -> Result<(Tok, usize), CheckError> {
     while j < s.len() && is_label_char(s[j]) {
         j += 1;
     }
-    let run: String = s[i..j].iter().collect();
+    let mut run: String = s[i..j].iter().collect();
     let all_digits = run.chars().all(|c| c.is_ascii_digit());
+    if j < s.len() && s[j] == '[' && !all_digits {
+        // A result group: `label[tier:vip].metric`.
+        let Some(close) = s[j..].iter().position(|&c| c == ']').map(|p| j + p) else {
+            return err(j + 1, "unclosed `[`: a group is written `label[tier:vip].metric`");
+        };
+        let group: String = s[j + 1..close].iter().collect();
+        if group.is_empty() || group.chars().any(char::is_whitespace) {
+            return err(j + 2, "expected a group such as `class:chat`, `tier:vip` or `pool:h100`");
+        }
+        run = format!("{run}[{group}]");
+        j = close + 1;
+        if j >= s.len() || s[j] != '.' {
+            return err(j + 1, format!("expected `.metric` after `{run}`"));
+        }
+    }
     if j < s.len() && s[j] == '.' && !all_digits {
         let start = j + 1;
         let mut k = start;
@@ -605,18 +620,40 @@ pub fn parse(text: &str) -> Result<Check, CheckError> {
     }
 }
 
-/// Parses `text` and checks that every label is one of `labels` (or `all`) and every metric is
-/// a column of `runs.csv`. Used when a scenario loads.
-pub fn validate(text: &str, labels: &[&str]) -> Result<Check, CheckError> {
+/// Parses `text` and checks that every label is one of `labels` (or `all`), every group one of
+/// `groups`, and every metric a column of `runs.csv`. Used when a scenario loads.
+pub fn validate(text: &str, labels: &[&str], groups: &[String]) -> Result<Check, CheckError> {
     let check = parse(text)?;
     check_refs(&check, Some(labels))?;
+    for (label, _, column) in check.refs() {
+        let (_, group) = split_group(label);
+        if group != "all" && !groups.iter().any(|g| g == group) {
+            let known = if groups.is_empty() {
+                "this scenario has no result groups (it needs two classes, tenants, tiers or pools)"
+                    .to_string()
+            } else {
+                format!("groups: {}", groups.join(", "))
+            };
+            return err(column, format!("unknown group {group:?}; {known}"));
+        }
+    }
     Ok(check)
+}
+
+/// A reference label split into the policy label and the result group (`all` when none):
+/// `p[tier:vip]` → (`p`, `tier:vip`).
+pub fn split_group(label: &str) -> (&str, &str) {
+    match label.split_once('[') {
+        Some((l, g)) => (l, g.trim_end_matches(']')),
+        None => (label, "all"),
+    }
 }
 
 /// Checks the metric of every reference, and with `labels` its label too (labels are checked
 /// at load time only: at evaluation a policy filtered out of the run is skipped instead).
 pub(crate) fn check_refs(check: &Check, labels: Option<&[&str]>) -> Result<(), CheckError> {
-    for (label, metric, column) in check.refs() {
+    for (full, metric, column) in check.refs() {
+        let (label, _) = split_group(full);
         if let Some(labels) = labels {
             if label == "all" && labels.contains(&"all") {
                 return err(
@@ -633,7 +670,7 @@ pub(crate) fn check_refs(check: &Check, labels: Option<&[&str]>) -> Result<(), C
             }
         }
         if metric_index(metric).is_none() {
-            let metric_column = column + label.chars().count() + 1;
+            let metric_column = column + full.chars().count() + 1;
             let names: Vec<&str> = METRICS.iter().map(|d| d.name).collect();
             let hint = match closest(metric, &names) {
                 Some(s) => format!(" (did you mean {s}?)"),
@@ -723,17 +760,35 @@ mod tests {
     }
 
     #[test]
+    fn groups_qualify_references() {
+        let c = parse("p[tier:vip].ttft_ms_p95 < q[tier:vip].ttft_ms_p95").expect("parses");
+        let refs = c.refs();
+        assert_eq!(refs[0].0, "p[tier:vip]");
+        assert_eq!(split_group(refs[0].0), ("p", "tier:vip"));
+        assert_eq!(split_group("p"), ("p", "all"));
+        let groups = vec!["tier:vip".to_string(), "tier:free".to_string()];
+        assert!(validate("p[tier:vip].ttft_ms_p95 < 1", &["p"], &groups).is_ok());
+        let e = validate("p[tier:gold].ttft_ms_p95 < 1", &["p"], &groups).expect_err("no group");
+        assert_eq!(e.column, 1);
+        assert!(e.message.contains("unknown group \"tier:gold\""), "{}", e.message);
+        assert!(validate("q[tier:vip].ttft_ms_p95 < 1", &["p"], &groups).is_err(), "label");
+        assert_eq!(parse("p[tier:vip.x < 1").expect_err("unclosed").column, 2);
+        assert_eq!(parse("p[tier:vip] < 1").expect_err("no metric").column, 12);
+        assert_eq!(parse("p[].x < 1").expect_err("empty").column, 3);
+    }
+
+    #[test]
     fn validation_names_labels_and_metrics() {
-        let e = validate("random.ttft_ms_p95 < p2c.ttft_ms_p95", &["random", "round_robin"])
+        let e = validate("random.ttft_ms_p95 < p2c.ttft_ms_p95", &["random", "round_robin"], &[])
             .expect_err("unknown label");
         assert_eq!(
             e.to_string(),
             "column 22: unknown policy label \"p2c\"; labels: random, round_robin"
         );
-        let e = validate("all.ttft_p95 < 1", &["random"]).expect_err("unknown metric");
+        let e = validate("all.ttft_p95 < 1", &["random"], &[]).expect_err("unknown metric");
         assert_eq!(e.column, 5);
         assert!(e.message.contains("did you mean ttft_ms_p95?"), "{}", e.message);
-        assert!(validate("all.timeout_rate < 0.01", &["random"]).is_ok());
-        assert!(validate("all.timeout_rate < 0.01", &["all"]).is_err());
+        assert!(validate("all.timeout_rate < 0.01", &["random"], &[]).is_ok());
+        assert!(validate("all.timeout_rate < 0.01", &["all"], &[]).is_err());
     }
 }

@@ -124,7 +124,8 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
     let health_timeseries = raw.timeseries.is_some()
         && (!faults.is_empty() || policies.iter().any(|p| p.gateway.has_health()));
     let limits = limits(&c, raw.limits.as_ref())?;
-    let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies)?;
+    let groups = crate::metrics::groups::Groups::new(&classes, &pools);
+    let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies, groups.labels())?;
     Ok(Scenario {
         name: raw.name,
         description: raw.description.unwrap_or_default(),
@@ -1509,10 +1510,11 @@ fn checks(
     c: &Ctx<'_>,
     raw: &[String],
     policies: &[PolicySpec],
+    groups: &[String],
 ) -> Result<Vec<String>, ConfigError> {
     let labels: Vec<&str> = policies.iter().map(|p| p.label.as_str()).collect();
     for (i, text) in raw.iter().enumerate() {
-        super::check_expr::validate(text, &labels)
+        super::check_expr::validate(text, &labels, groups)
             .map_err(|e| c.err(&format!("checks[{i}]"), format!("{e} (in `{}`)", text.trim())))?;
     }
     Ok(raw.to_vec())

@@ -795,6 +795,9 @@ pub struct RetryParams {
     /// Envoy circuit breaker `max_retries`: concurrent retries per gateway, default 3 (used
     /// when there is no budget).
     pub max_retries: u32,
+    /// Envoy's `previous_hosts` retry host predicate (on in Istio's default retry policy): a
+    /// retry avoids the replicas the request already tried, while others are available.
+    pub previous_hosts: bool,
 }
 
 impl Default for RetryParams {
@@ -807,6 +810,7 @@ impl Default for RetryParams {
             backoff: BackoffParams::default(),
             budget: None,
             max_retries: 3,
+            previous_hosts: false,
         }
     }
 }

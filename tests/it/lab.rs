@@ -425,7 +425,7 @@ fn gate_rejects_malformed_input_in_one_line() {
             "not a routelab summary.csv: missing column `scenario`",
         ),
         (
-            dir.file("number.csv", text.replacen(",none,4,", ",none,four,", 1).as_bytes()),
+            dir.file("number.csv", text.replacen(",none,all,4,", ",none,all,four,", 1).as_bytes()),
             "line 2: column `replications`",
         ),
         (dir.file("empty.csv", text.lines().next().expect("header").as_bytes()), "has no rows"),

@@ -243,7 +243,7 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
     }
     let summary_path = dir.join("summary.csv");
     let runs_path = dir.join("runs.csv");
-    let rows = if let Some(text) = read_text(&summary_path)? {
+    let mut rows = if let Some(text) = read_text(&summary_path)? {
         csv_in::read_summary(&text).map_err(|e| bad(&summary_path, e))?
     } else if let Some(text) = read_text(&runs_path)? {
         let mut runs = csv_in::read_runs(&text).map_err(|e| bad(&runs_path, e))?;
@@ -256,6 +256,8 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
         ));
     };
 
+    // The plots show whole runs; rows by group stay in the tables.
+    rows.retain(|r| r.group == "all");
     // Series colours follow first appearance across the whole directory.
     let mut palette_order: Vec<SeriesKey> = Vec::new();
     let mut scenario_order: Vec<String> = Vec::new();

@@ -182,6 +182,7 @@ mod tests {
                         },
                         seed: 1,
                         values,
+                        groups: Vec::new(),
                     });
                 }
             }
