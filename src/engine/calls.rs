@@ -102,6 +102,13 @@ impl Sim<'_> {
     fn gateway_enqueue(&mut self, idx: u32) {
         let h = self.calls.handle(idx);
         let info = &mut self.calls.slot_mut(idx).info;
+        if info.token {
+            // Back in the queue: its concurrency token returns until it is dequeued again.
+            info.token = false;
+            let g = info.gateway;
+            self.gateway.call_ended(g, self.now);
+        }
+        let info = &mut self.calls.slot_mut(idx).info;
         info.state = CallState::GatewayQueued;
         info.queued_at = self.now;
         let (g, class, model, down) = (info.gateway, info.class, info.model, info.downgraded);
@@ -128,6 +135,10 @@ impl Sim<'_> {
             self.calls.slot_mut(idx).info.token = self.gateway.has_bucket(g);
             self.apply_downgrade(idx, model);
             self.dispatch(idx);
+            if self.calls.get(h).is_some_and(|c| c.info.state == CallState::GatewayQueued) {
+                // Back in the queue (no room after all): wait for the next release.
+                break;
+            }
         }
         self.pumping = false;
     }
@@ -401,6 +412,13 @@ impl Sim<'_> {
         }
         let info = self.calls.remove(idx);
         debug_assert_eq!(info.live, 0, "a call ends with attempts in flight");
+        if outcome == Outcome::Failed {
+            let client = &self.sc.classes[info.class as usize].client;
+            let max = self.policy.gateway.retries_for(client).map_or(1, |p| p.max_attempts);
+            if u32::from(info.attempts) >= max {
+                self.rec.failed_exhausted += 1;
+            }
+        }
         if info.token {
             self.gateway.call_ended(info.gateway, self.now);
             self.pump_gateway(info.gateway);

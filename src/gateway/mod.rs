@@ -473,8 +473,12 @@ impl Gateways {
         let head = q.peek()?;
         let (model, downgraded) = gw.adm.queued_model.get(&head).copied().unwrap_or((0, false));
         if let Some(m) = max_conns {
-            let (base, backup, _) = cluster.candidates_for_model(model);
-            let room = base.iter().chain(backup).any(|&r| gw.in_flight[r as usize] < m);
+            let (base, backup, epoch) = cluster.candidates_for_model(model);
+            let room = match gw.health.candidates(model, base, backup, epoch) {
+                Candidates::List(l, _) => l.iter().any(|&r| gw.in_flight[r as usize] < m),
+                // Routing fails at once (503): let it.
+                Candidates::NoHealthy => true,
+            };
             if !room {
                 return None;
             }

@@ -65,7 +65,7 @@ fn arrival_yaml(p: &mut Pick, rate: f64) -> String {
 }
 
 /// A random small scenario running every registered policy.
-fn random_scenario(seed: u64) -> String {
+pub(crate) fn random_scenario(seed: u64) -> String {
     let mut p = Pick(Stream::from_seed(seed));
     let mut pools = String::new();
     let mut capacity = 0.0;

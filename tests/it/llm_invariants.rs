@@ -66,7 +66,7 @@ fn tokens_yaml(p: &mut Pick, mean: f64) -> String {
 
 /// What the generator knows about a scenario (to decide which checks apply).
 #[derive(Debug, Default, Clone, Copy)]
-struct Traits {
+pub(crate) struct Traits {
     tight_kv: bool,
     multi_model: bool,
     all_pinned: bool,
@@ -79,7 +79,7 @@ struct Traits {
 }
 
 /// A random small `kind: llm` scenario; its traits.
-fn random_llm_scenario(seed: u64) -> (String, Traits) {
+pub(crate) fn random_llm_scenario(seed: u64) -> (String, Traits) {
     let mut p = Pick(Stream::from_seed(seed ^ 0x6c6c_6d5f_7377_726d));
     let mut t = Traits { all_pinned: true, ..Traits::default() };
     let npools = 1 + p.below(4);

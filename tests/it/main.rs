@@ -4,6 +4,7 @@ mod common;
 mod config;
 mod deploy;
 mod determinism;
+mod fault_invariants;
 mod gateway;
 mod invariants;
 mod lab;
