@@ -124,3 +124,80 @@ fn llm_runs_give_the_same_bytes_across_runs_and_thread_counts() {
     let other_seed = csvs(&yaml.replace("seed: 11", "seed: 12"), 2);
     assert_ne!(one.0, other_seed.0, "the seed has no effect");
 }
+
+/// Faults of every kind (scheduled and random), health mechanisms, admission with a queue,
+/// retries with hedging, two tiers and two pools: the state that failures and protection add.
+const FAULT_YAML: &str = "name: det-faults\nseed: 5\nreplications: 2\nhorizon: { duration_s: 40 }\n\
+timeseries: { interval_s: 1 }\nworkload:\n  - class: vip\n    tier: { name: vip, priority: 10 }\n    \
+arrival: { process: poisson, rate_per_s: 60 }\n    service_s: { dist: lognormal, mean: 0.08, cv: 1.5 }\n    \
+timeout_s: 3\n    ttft_timeout_s: 2\n  - class: free\n    tier: { name: free, priority: -1 }\n    \
+arrival: { process: onoff, on_s: 2, off_s: 3, on_rate_per_s: 120 }\n    service_s: { dist: exponential, mean: 0.05 }\n    \
+retries: { max_attempts: 3, per_try_timeout_s: 0.5, hedge_on_per_try_timeout: true, budget: {} }\n\
+cluster:\n  pools:\n    - { name: a, kind: queue, replicas: 4, slots: 2 }\n    - { name: b, kind: queue, replicas: 2, slots: 2, backup: true }\n\
+faults:\n  - { kind: crash, replicas: [a-1], at_s: 5, duration_s: 6, restart_s: 1 }\n  \
+- { kind: hang, pool: a, count: 1, at_s: 12, duration_s: 3 }\n  - { kind: slowdown, replicas: [a-2], at_s: 0, duration_s: 30, factor: 2, ramp_to: 6 }\n  \
+- { kind: errors, pool: a, mtbf_s: 8, mttr_s: 1, probability: 0.5 }\n  - { kind: partition, replicas: [a-0], gateways: [1], at_s: 20, duration_s: 5 }\n\
+gateway:\n  replicas: 2\n  metrics_refresh_ms: 50\n  connect_timeout_ms: 200\n  \
+health: { active: { interval_s: 1, timeout_s: 0.2 }, passive: { max_fails: 2 }, outlier_detection: { consecutive_5xx: 3, max_ejection_percent: 50 }, circuit_breaker: { failure_threshold: 4, timeout_s: 2 }, readiness: { period_s: 2 } }\n  \
+admission: { rate_limit: { kind: token_bucket, rate_per_s: 80, burst: 40 }, concurrency: { max_concurrent_requests: 40 }, queue: { size: 50, timeout_s: 1 }, max_conns: 6 }\n\
+policies: [least_requests, power_of_d, round_robin, peak_ewma]\n";
+
+#[test]
+fn faults_and_protection_give_the_same_bytes_for_threads_and_shards() {
+    let dir = std::env::temp_dir().join(format!("routelab-det-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("f.yaml");
+    std::fs::write(&file, FAULT_YAML).expect("write scenario");
+    let run = |extra: &[&str], out: &str| {
+        let st = Command::new(env!("CARGO_BIN_EXE_routelab"))
+            .args(["run", file.to_str().expect("utf-8"), "--quiet", "--no-plots", "--out"])
+            .arg(dir.join(out))
+            .args(extra)
+            .output()
+            .expect("run binary");
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    };
+    run(&["--threads", "1"], "t1");
+    run(&["--threads", "2"], "t2");
+    for i in 0..3 {
+        run(&["--shard", &format!("{i}/3")], &format!("s{i}"));
+    }
+    let st = Command::new(env!("CARGO_BIN_EXE_routelab"))
+        .current_dir(&dir)
+        .args(["merge", "s1", "s0", "s2", "--out", "merged"])
+        .output()
+        .expect("merge");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let files =
+        ["runs.csv", "summary.csv", "summary.md", "timeseries.csv", "health.csv", "faults.csv"];
+    for other in ["t2", "merged"] {
+        for f in files {
+            let x = std::fs::read(dir.join("t1").join(f)).unwrap_or_else(|_| panic!("{f}"));
+            let y =
+                std::fs::read(dir.join(other).join(f)).unwrap_or_else(|_| panic!("{other}/{f}"));
+            assert!(x.len() > 100, "{f} nearly empty");
+            assert!(x == y, "{f} differs between t1 and {other}");
+        }
+    }
+    // The scenario exercises what it claims: every fault kind opened, some requests erred,
+    // were retried, queued and rejected, and replicas were ejected.
+    let faults = std::fs::read_to_string(dir.join("t1/faults.csv")).expect("faults.csv");
+    for kind in ["crash", "hang", "slowdown", "errors", "partition"] {
+        assert!(faults.contains(&format!(",{kind},")), "no {kind} window");
+    }
+    let rows = routelab::report::csv_in::read_runs(
+        &std::fs::read_to_string(dir.join("t1/runs.csv")).expect("runs.csv"),
+    )
+    .expect("parses");
+    let sum = |m: &str| rows.iter().map(|r| r.get(m).unwrap_or(0.0)).sum::<f64>();
+    for m in ["errors", "rejected", "retry_rate", "ejections", "timed_out"] {
+        assert!(sum(m) > 0.0, "{m} never happened");
+    }
+    assert!(rows.iter().all(|r| r.groups.iter().any(|g| g.label == "tier:vip")));
+    let health = std::fs::read_to_string(dir.join("t1/health.csv")).expect("health.csv");
+    for state in ["failed", "recovering", "ejected"] {
+        assert!(health.contains(&format!(",{state}\n")), "health.csv never shows {state}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
