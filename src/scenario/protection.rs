@@ -454,9 +454,14 @@ pub(super) fn check_downgrade(
     if let Some(d) = &g.admission.downgrade {
         for (k, m) in [("from", &d.from), ("to", &d.to)] {
             if !served.iter().any(|s| s == m) {
+                let known = if served.is_empty() {
+                    "model downgrade needs `llm` pools serving both models".to_string()
+                } else {
+                    format!("served: {}", served.join(", "))
+                };
                 return Err(c.err(
                     &format!("{path}.admission.downgrade.{k}"),
-                    format!("= {m:?}: no pool serves it; served: {}", served.join(", ")),
+                    format!("= {m:?}: no pool serves it; {known}"),
                 ));
             }
         }

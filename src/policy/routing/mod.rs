@@ -11,6 +11,7 @@
 
 mod bounded_load_hash;
 mod cache_aware;
+mod canary;
 mod consistent_hash;
 mod global_least_request;
 mod gpu_aware;
@@ -251,6 +252,7 @@ pub struct RouterEntry {
 pub static ROUTERS: &[&RouterEntry] = &[
     &bounded_load_hash::ENTRY,
     &cache_aware::ENTRY,
+    &canary::ENTRY,
     &consistent_hash::ENTRY,
     &global_least_request::ENTRY,
     &gpu_aware::ENTRY,
@@ -424,6 +426,17 @@ pub(crate) mod testutil {
 
         pub fn build(&self, name: &str, params: &str) -> Box<dyn Router> {
             self.build_for_gateway(name, params, 0)
+        }
+
+        pub fn try_build(&self, name: &str, params: &str) -> Result<Box<dyn Router>, String> {
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(params).expect("yaml");
+            let ctx = BuildCtx {
+                run_seed: 1,
+                weights: &self.weights,
+                replicas: &self.replicas,
+                gateway: 0,
+            };
+            (find(name).expect("registered").build)(&v, &ctx)
         }
 
         pub fn build_for_gateway(&self, name: &str, params: &str, gateway: u32) -> Box<dyn Router> {
