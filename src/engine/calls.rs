@@ -20,6 +20,7 @@ use super::deadlines::{PER_TRY, TOTAL, TTFT};
 use super::event::ReqRef;
 use super::request::{Attempt, CallRef, CallState, Phase};
 use super::{Event, Sim, NO_SESSION};
+use crate::gateway::queue::Pushed;
 use crate::gateway::status::AttemptResult;
 use crate::gateway::{Admission, AdmitRequest, Route};
 use crate::metrics::Outcome;
@@ -113,7 +114,20 @@ impl Sim<'_> {
         info.queued_at = self.now;
         let (g, class, model, down) = (info.gateway, info.class, info.model, info.downgraded);
         let priority = self.sc.classes[class as usize].tier.priority;
-        self.gateway.enqueue(g, (h.idx, h.gen), priority, model, down);
+        match self.gateway.enqueue(g, (h.idx, h.gen), priority, model, down) {
+            Pushed::Full => {
+                self.rec.gateway_rejected += 1;
+                return self.end_call(idx, Outcome::Rejected, 0);
+            }
+            Pushed::Displaced((vi, vg)) => {
+                // A lower tier gives way: 429.
+                if self.calls.get(CallRef { idx: vi, gen: vg }).is_some() {
+                    self.rec.gateway_rejected += 1;
+                    self.end_call(vi, Outcome::Rejected, 0);
+                }
+            }
+            Pushed::Queued => {}
+        }
         if let Some(at) = self.deadlines.gateway[g as usize].push(self.now, h.idx, h.gen) {
             self.queue.push(at, Event::GatewayDeadline { gateway: g });
         }

@@ -104,15 +104,15 @@ impl AdmissionState {
         }
     }
 
-    /// Step 4: a concurrency token, the queue, or 429.
-    pub fn concurrency(&mut self, now: SimTime) -> Admission {
+    /// Step 4: a concurrency token, the queue (with room for tier `priority`), or 429.
+    pub fn concurrency(&mut self, priority: i32, now: SimTime) -> Admission {
         let waiting = self.queue.as_ref().is_some_and(|q| !q.is_empty());
         let took = !waiting && self.bucket.as_mut().is_none_or(|b| b.try_take(1.0, now));
         if took {
             return Admission::Go { model: None };
         }
         match &self.queue {
-            Some(q) if !q.is_full() => Admission::Queue { model: None },
+            Some(q) if q.has_room_for(priority) => Admission::Queue { model: None },
             _ => Admission::Reject(429),
         }
     }
@@ -147,20 +147,29 @@ mod tests {
     fn concurrency_tokens_then_queue_then_429() {
         let cfg = AdmissionConfig {
             concurrency: Some(ConcurrencySpec { max_concurrent_requests: 2, tokens_per_s: 0.0 }),
-            queue: Some(QueueSpec { size: 1, timeout: SimDuration::from_secs(60) }),
+            queue: Some(QueueSpec {
+                size: 1,
+                timeout: SimDuration::from_secs(60),
+                by_priority: true,
+            }),
             ..AdmissionConfig::default()
         };
         let mut a = AdmissionState::new(&cfg, 1);
         let t = SimTime::ZERO;
-        assert_eq!(a.concurrency(t), Admission::Go { model: None });
-        assert_eq!(a.concurrency(t), Admission::Go { model: None });
-        assert_eq!(a.concurrency(t), Admission::Queue { model: None });
+        assert_eq!(a.concurrency(0, t), Admission::Go { model: None });
+        assert_eq!(a.concurrency(0, t), Admission::Go { model: None });
+        assert_eq!(a.concurrency(0, t), Admission::Queue { model: None });
         a.queue.as_mut().expect("queue").push((9, 0), 0);
-        assert_eq!(a.concurrency(t), Admission::Reject(429), "queue full");
+        assert_eq!(a.concurrency(0, t), Admission::Reject(429), "queue full");
+        assert_eq!(
+            a.concurrency(1, t),
+            Admission::Queue { model: None },
+            "a higher tier displaces"
+        );
         // A token comes back, but a request already waits: newcomers do not overtake it.
         a.bucket.as_mut().expect("bucket").give_back(1.0, t);
         a.queue.as_mut().expect("queue").pop();
         a.queue.as_mut().expect("queue").push((8, 0), 0);
-        assert_eq!(a.concurrency(t), Admission::Reject(429));
+        assert_eq!(a.concurrency(0, t), Admission::Reject(429));
     }
 }

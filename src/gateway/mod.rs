@@ -422,7 +422,8 @@ impl Gateways {
                 }
             }
         }
-        match gw.adm.concurrency(now) {
+        let priority = if cfg.queue.is_some_and(|q| q.by_priority) { req.priority } else { 0 };
+        match gw.adm.concurrency(priority, now) {
             Admission::Go { .. } => Admission::Go { model },
             Admission::Queue { .. } => Admission::Queue { model },
             other => other,
@@ -430,13 +431,28 @@ impl Gateways {
     }
 
     /// Puts call `h` (slot, generation) into instance `g`'s admission queue; it will be
-    /// routed to `model` (`downgraded`: not the one it asked for).
-    pub fn enqueue(&mut self, g: u16, h: (u32, u32), priority: i32, model: u16, downgraded: bool) {
+    /// routed to `model` (`downgraded`: not the one it asked for). Says whether it was
+    /// queued, displaced a lower-tier call (which the caller refuses), or found it full.
+    pub fn enqueue(
+        &mut self,
+        g: u16,
+        h: (u32, u32),
+        priority: i32,
+        model: u16,
+        downgraded: bool,
+    ) -> queue::Pushed {
+        let by_priority = self.cfg.admission.queue.is_some_and(|q| q.by_priority);
+        let priority = if by_priority { priority } else { 0 };
         let adm = &mut self.gws[g as usize].adm;
-        if let Some(q) = &mut adm.queue {
-            q.push(h, priority);
+        let Some(q) = &mut adm.queue else { return queue::Pushed::Full };
+        let pushed = q.push(h, priority);
+        if pushed != queue::Pushed::Full {
             adm.queued_model.insert(h, (model, downgraded));
         }
+        if let queue::Pushed::Displaced(v) = pushed {
+            adm.queued_model.remove(&v);
+        }
+        pushed
     }
 
     /// Takes call `h` out of instance `g`'s queue (timed out or cancelled).

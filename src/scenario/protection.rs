@@ -215,6 +215,19 @@ struct RawQueue {
     size: u32,
     #[serde(default = "default_queue_timeout")]
     timeout_s: f64,
+    #[serde(default)]
+    order: QueueOrder,
+}
+
+/// `admission.queue.order`.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum QueueOrder {
+    /// Tier priority, then arrival.
+    #[default]
+    Priority,
+    /// Arrival only.
+    Fifo,
 }
 
 fn default_queue_size() -> u32 {
@@ -362,6 +375,7 @@ fn admission(
                     Some(QueueSpec {
                         size: q.size,
                         timeout: c.seconds(&format!("{p}.timeout_s"), q.timeout_s)?,
+                        by_priority: q.order == QueueOrder::Priority,
                     })
                 }
             }

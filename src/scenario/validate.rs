@@ -104,14 +104,22 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
     let pools = pools(&c, &raw.cluster, &cat)?;
     let classes = classes(&c, &raw.workload, &pools, &cat)?;
     let gateway = gateway_over(&c, "gateway", &GatewayConfig::default(), raw.gateway.as_ref())?;
-    let policies = policies(&c, &raw.policies, &pools, &gateway)?;
+    let mut policies = policies(&c, &raw.policies, &pools, &gateway)?;
     let served = served_models(&pools);
-    for (i, p) in policies.iter().enumerate() {
+    for (i, p) in policies.iter_mut().enumerate() {
         let path = if p.gateway == gateway {
             "gateway".to_string()
         } else {
             format!("policies[{i}].gateway")
         };
+        if let Some(d) = &mut p.gateway.admission.downgrade {
+            // Catalog aliases name the same model.
+            for m in [&mut d.from, &mut d.to] {
+                if let Ok(x) = cat.model(m) {
+                    *m = x.name.clone();
+                }
+            }
+        }
         super::protection::check_downgrade(&c, &path, &p.gateway, &served)?;
     }
     let max_gateways = policies.iter().map(|p| p.gateway.replicas).max().unwrap_or(1);

@@ -162,6 +162,9 @@ pub struct QueueSpec {
     pub size: u32,
     /// Longest wait; then 408.
     pub timeout: SimDuration,
+    /// Order by tier priority, then arrival (`order: priority`, the default); `false`:
+    /// first come, first served (`order: fifo`).
+    pub by_priority: bool,
 }
 
 /// The GIE saturation detector (defaults: queue 5, KV 0.8, staleness 200 ms, headroom 0).
