@@ -106,7 +106,7 @@ pub struct Sample {
     pub errors_per_s: f64,
     /// Requests waiting in gateway queues.
     pub gateway_queued: u64,
-    /// Replicas excluded from routing by some gateway instance's health view.
+    /// Replicas excluded from routing by some gateway instance's health view (down or not).
     pub ejected: u64,
     /// Replicas down (crashed or recovering).
     pub down: u64,
@@ -469,9 +469,8 @@ impl<'a> Sim<'a> {
         let per_s = |a: u64, b: u64| (a - b) as f64 / interval.as_secs_f64();
         let (t, p) = (self.tally, self.tally_at_sample);
         let down = (0..self.cluster.len() as u32).filter(|&r| self.cluster.is_down(r)).count();
-        let ejected = (0..self.cluster.len() as u32)
-            .filter(|&r| !self.cluster.is_down(r) && self.gateway.excluded_anywhere(r))
-            .count();
+        let ejected =
+            (0..self.cluster.len() as u32).filter(|&r| self.gateway.excluded_anywhere(r)).count();
         self.samples.push(Sample {
             time: self.now,
             queued: self.cluster.queued.iter().map(|&q| u64::from(q)).sum(),

@@ -28,6 +28,8 @@ pub enum Plot {
     Timeseries(Timeseries),
     /// Cost against latency with the Pareto front.
     Cost(Cost),
+    /// Replica health states over time, one panel per policy.
+    Health(super::health::Health),
 }
 
 /// One series of a plot: legend label, colour, and whether its lines are dashed (every other
@@ -93,6 +95,8 @@ pub struct Timeseries {
     panels: Vec<(String, String)>,
     /// Per series: times and the panel columns.
     series: Vec<(Style, Vec<f64>, Vec<Vec<f64>>)>,
+    /// Fault windows shaded behind the lines: (start s, end s).
+    shade: Vec<(f64, f64)>,
 }
 
 /// GPU-hours against p95 TTFT.
@@ -117,6 +121,7 @@ pub const KINDS: &[(&str, Builder)] = &[
     ("ttft_cdf", ttft_cdf),
     ("timeseries", timeseries),
     ("cost_vs_ttft", cost_vs_ttft),
+    ("health", super::health::build),
 ];
 
 fn replications_note(sc: &ScenarioData) -> String {
@@ -126,7 +131,7 @@ fn replications_note(sc: &ScenarioData) -> String {
     }
 }
 
-fn styles(sc: &ScenarioData) -> Vec<Style> {
+pub(super) fn styles(sc: &ScenarioData) -> Vec<Style> {
     sc.series
         .iter()
         .map(|s| Style { label: s.label.clone(), color: color(s.color), dashed: s.color % 2 == 1 })
@@ -321,13 +326,23 @@ fn downsample(t: &[f64], ys: &[Vec<f64>], k: usize) -> (Vec<f64>, Vec<Vec<f64>>)
 
 fn timeseries(sc: &ScenarioData, name: &str) -> Option<Plot> {
     let (cell, rep) = sc.timeseries_run?;
+    let any = |c: &str, nonzero: bool| {
+        sc.timeseries.values().any(|ts| {
+            ts.columns
+                .get(c)
+                .is_some_and(|v| v.iter().any(|x| x.is_finite() && (!nonzero || *x != 0.0)))
+        })
+    };
+    // Failure and admission columns only when something happened; admitted beside rejected.
     let present: Vec<&str> = TIMESERIES_COLUMNS
         .iter()
         .copied()
-        .filter(|c| {
-            sc.timeseries
-                .values()
-                .any(|ts| ts.columns.get(*c).is_some_and(|v| v.iter().any(|x| x.is_finite())))
+        .filter(|&c| match c {
+            "admitted_per_s" => any("rejected_per_s", true),
+            "rejected_per_s" | "errors_per_s" | "gateway_queued" | "ejected" | "down" => {
+                any(c, true)
+            }
+            _ => any(c, false),
         })
         .collect();
     if present.is_empty() {
@@ -340,6 +355,12 @@ fn timeseries(sc: &ScenarioData, name: &str) -> Option<Plot> {
             "completions_per_s" => "completions (req/s)",
             "kv_util" => "KV in use",
             "replicas" => "replicas",
+            "admitted_per_s" => "admitted (req/s)",
+            "rejected_per_s" => "rejected (req/s)",
+            "errors_per_s" => "errors + failed (req/s)",
+            "gateway_queued" => "gateway queue (requests)",
+            "ejected" => "replicas ejected",
+            "down" => "replicas down",
             other => other,
         }
         .to_string()
@@ -366,21 +387,34 @@ fn timeseries(sc: &ScenarioData, name: &str) -> Option<Plot> {
         "replication {rep}{}",
         if at.is_empty() { String::new() } else { format!(", {at}") }
     );
+    let mut subtitle = if k > 1 {
+        format!(
+            "one run per policy ({run}; same requests for all); {} s averages",
+            fmt_short(step * k as f64)
+        )
+    } else {
+        format!("one run per policy ({run}; same requests for all)")
+    };
+    if !sc.faults.is_empty() {
+        let shown: Vec<String> = sc
+            .faults
+            .iter()
+            .take(3)
+            .map(|(a, b, l)| format!("{l} {}–{} s", fmt_short(*a), fmt_short(*b)))
+            .collect();
+        let more = sc.faults.len().saturating_sub(3);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        subtitle.push_str(&format!("; shaded: faults ({}{more})", shown.join(", ")));
+    }
     Some(Plot::Timeseries(Timeseries {
         head: Head {
             name: name.to_string(),
             title: format!("{}: cluster state over time", sc.name),
-            subtitle: if k > 1 {
-                format!(
-                    "one run per policy ({run}; same requests for all); {} s averages",
-                    fmt_short(step * k as f64)
-                )
-            } else {
-                format!("one run per policy ({run}; same requests for all)")
-            },
+            subtitle,
         },
         panels,
         series,
+        shade: sc.faults.iter().map(|(a, b, _)| (*a, *b)).collect(),
     }))
 }
 
@@ -444,6 +478,7 @@ impl Plot {
             Plot::Cdf(p) => &p.head,
             Plot::Timeseries(p) => &p.head,
             Plot::Cost(p) => &p.head,
+            Plot::Health(p) => &p.head,
         }
     }
 
@@ -451,6 +486,7 @@ impl Plot {
     pub fn size(&self) -> (u32, u32) {
         match self {
             Plot::Timeseries(p) => (SIZE.0, 170 + 230 * p.panels.len() as u32),
+            Plot::Health(p) => (SIZE.0, p.height()),
             _ => SIZE,
         }
     }
@@ -467,6 +503,7 @@ impl Plot {
             Plot::Cdf(p) => draw_cdf(p, pen, root),
             Plot::Timeseries(p) => draw_timeseries(p, pen, root),
             Plot::Cost(p) => draw_cost(p, pen, root),
+            Plot::Health(p) => super::health::draw(p, pen, root),
         }?;
         root.present().map_err(err)
     }
@@ -504,17 +541,17 @@ fn polyline<DB: DrawingBackend>(
 }
 
 /// Options of [`axes`].
-struct AxesOpts<'s> {
-    x_desc: &'s str,
-    y_desc: &'s str,
+pub(super) struct AxesOpts<'s> {
+    pub(super) x_desc: &'s str,
+    pub(super) y_desc: &'s str,
     /// Tick label of an x coordinate (default: the axis' own).
-    x_names: Option<&'s dyn Fn(f64) -> String>,
+    pub(super) x_names: Option<&'s dyn Fn(f64) -> String>,
     /// Draw x tick labels.
-    x_labels: bool,
+    pub(super) x_labels: bool,
     /// Vertical grid lines.
-    x_grid: bool,
+    pub(super) x_grid: bool,
     /// Width reserved for y tick labels (0: measure).
-    y_label_w: u32,
+    pub(super) y_label_w: u32,
 }
 
 /// Gap between an axis and its tick labels (px).
@@ -523,7 +560,7 @@ const LABEL_GAP: i32 = 10;
 /// Builds a chart on `area` with grid, axes, tick labels and axis descriptions. Labels are
 /// drawn by [`Pen`] rather than by plotters' mesh, so they are never clipped at the ends of
 /// an axis and sit at the same place in SVG and PNG.
-fn axes<'a, DB: DrawingBackend>(
+pub(super) fn axes<'a, DB: DrawingBackend>(
     pen: &Pen,
     area: &'a DrawingArea<DB, Shift>,
     x: &Axis,
@@ -891,7 +928,7 @@ fn draw_timeseries<DB: DrawingBackend>(
     parts.push(rest);
     for (i, ((_, desc), part)) in p.panels.iter().zip(&parts).enumerate() {
         let is_last = i + 1 == parts.len();
-        let chart = axes(
+        let mut chart = axes(
             pen,
             part,
             &x,
@@ -905,6 +942,18 @@ fn draw_timeseries<DB: DrawingBackend>(
                 y_label_w: label_w,
             },
         )?;
+        let top = y_axes[i].hi;
+        for &(a, b) in &p.shade {
+            let (a, b) = (a.min(t_max), b.min(t_max));
+            if b > a {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(a, 0.0), (b, top)],
+                        RGBColor(214, 39, 40).mix(0.10).filled(),
+                    )))
+                    .map_err(err)?;
+            }
+        }
         for (st, t, ys) in &p.series {
             let line: Vec<(f64, f64)> = t
                 .iter()

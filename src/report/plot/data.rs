@@ -97,7 +97,25 @@ pub struct ScenarioData {
     pub timeseries: BTreeMap<usize, TimeSeries>,
     /// Cell and replication of the time series.
     pub timeseries_run: Option<(u32, u32)>,
+    /// Fault windows of that run: (start s, end s, `kind replica`), in opening order.
+    pub faults: Vec<(f64, f64, String)>,
+    /// Replica health states of that run per series index.
+    pub health: BTreeMap<usize, HealthGrid>,
 }
+
+/// Every replica's health state at each sample of one run.
+#[derive(Debug, Clone, Default)]
+pub struct HealthGrid {
+    /// Sample times (s).
+    pub t: Vec<f64>,
+    /// Replica names, by replica id.
+    pub names: Vec<String>,
+    /// `states[replica][sample]`: 0 ready, 1 degraded, 2 ejected, 3 failed, 4 recovering.
+    pub states: Vec<Vec<u8>>,
+}
+
+/// The health states in `health.csv`, in [`HealthGrid`] code order.
+pub const HEALTH_STATES: &[&str] = &["ready", "degraded", "ejected", "failed", "recovering"];
 
 impl ScenarioData {
     /// The summary value of `metric` for `cell` and series `s` (`None` when undefined, e.g.
@@ -282,6 +300,12 @@ pub fn load(dir: &Path) -> Result<Vec<ScenarioData>, ConfigError> {
 
     load_quantiles(&dir.join("quantiles.csv"), &mut out)?;
     load_timeseries(&dir.join("timeseries.csv"), &mut out)?;
+    if let Some(text) = read_text(&dir.join("faults.csv"))? {
+        read_faults(&text, &mut out).map_err(|e| bad(&dir.join("faults.csv"), e))?;
+    }
+    if let Some(text) = read_text(&dir.join("health.csv"))? {
+        read_health(&text, &mut out).map_err(|e| bad(&dir.join("health.csv"), e))?;
+    }
     Ok(out)
 }
 
@@ -321,6 +345,8 @@ fn scenario(name: &str, rows: Vec<SummaryRow>, palette: &[SeriesKey]) -> Scenari
         ttft_quantiles: BTreeMap::new(),
         timeseries: BTreeMap::new(),
         timeseries_run: None,
+        faults: Vec::new(),
+        health: BTreeMap::new(),
     }
 }
 
@@ -428,9 +454,91 @@ fn read_quantiles(text: &str, scenarios: &mut [ScenarioData]) -> Result<(), Stri
     Ok(())
 }
 
-/// Columns of `timeseries.csv` that are plotted, when present.
-pub const TIMESERIES_COLUMNS: &[&str] =
-    &["queued", "in_flight", "completions_per_s", "kv_util", "replicas"];
+/// Columns of `timeseries.csv` that are plotted, when present (the failure and admission
+/// ones only when some sample is not zero).
+pub const TIMESERIES_COLUMNS: &[&str] = &[
+    "queued",
+    "in_flight",
+    "completions_per_s",
+    "kv_util",
+    "replicas",
+    "admitted_per_s",
+    "rejected_per_s",
+    "errors_per_s",
+    "gateway_queued",
+    "ejected",
+    "down",
+];
+
+/// The fault windows of each scenario's time-series run (every policy sees the same ones).
+fn read_faults(text: &str, scenarios: &mut [ScenarioData]) -> Result<(), String> {
+    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let h = rdr.headers().map_err(|e| format!("cannot read the header: {e}"))?.clone();
+    let c = key_cols(&h)?;
+    let (kind, name, start, end) =
+        (col(&h, "kind")?, col(&h, "name")?, col(&h, "start_s")?, col(&h, "end_s")?);
+    let mut first_series: Vec<Option<usize>> = vec![None; scenarios.len()];
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| format!("malformed CSV: {e}"))?;
+        let Some(si) = scenarios.iter().position(|s| s.name == field(&rec, c.scenario)) else {
+            continue;
+        };
+        let Some(series) = series_of(&scenarios[si], &rec, &c) else { continue };
+        let run = (int(&rec, c.cell, "cell")?, int(&rec, c.replication, "replication")?);
+        if scenarios[si].timeseries_run != Some(run)
+            || *first_series[si].get_or_insert(series) != series
+        {
+            continue;
+        }
+        let (Some(a), Some(b)) = (num(&rec, start, "start_s")?, num(&rec, end, "end_s")?) else {
+            continue;
+        };
+        let label = format!("{} {}", field(&rec, kind), field(&rec, name));
+        scenarios[si].faults.push((a, b, label));
+    }
+    Ok(())
+}
+
+/// The replica health states of each scenario's time-series run, per series.
+fn read_health(text: &str, scenarios: &mut [ScenarioData]) -> Result<(), String> {
+    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let h = rdr.headers().map_err(|e| format!("cannot read the header: {e}"))?.clone();
+    let c = key_cols(&h)?;
+    let (t_col, rep_col, name_col, state_col) =
+        (col(&h, "t_s")?, col(&h, "replica")?, col(&h, "name")?, col(&h, "state")?);
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| format!("malformed CSV: {e}"))?;
+        let Some(si) = scenarios.iter().position(|s| s.name == field(&rec, c.scenario)) else {
+            continue;
+        };
+        let Some(series) = series_of(&scenarios[si], &rec, &c) else { continue };
+        let run = (int(&rec, c.cell, "cell")?, int(&rec, c.replication, "replication")?);
+        if scenarios[si].timeseries_run != Some(run) {
+            continue;
+        }
+        let Some(t) = num(&rec, t_col, "t_s")? else { continue };
+        let r = int(&rec, rep_col, "replica")? as usize;
+        let line = rec.position().map_or(0, |p| p.line());
+        let state = HEALTH_STATES
+            .iter()
+            .position(|s| *s == field(&rec, state_col))
+            .ok_or_else(|| format!("line {line}: unknown state {:?}", field(&rec, state_col)))?;
+        let g = scenarios[si].health.entry(series).or_default();
+        if g.t.last() != Some(&t) {
+            g.t.push(t);
+        }
+        if g.states.len() <= r {
+            g.states.resize(r + 1, Vec::new());
+            g.names.resize(r + 1, String::new());
+        }
+        g.names[r] = field(&rec, name_col).to_string();
+        let k = g.t.len() - 1;
+        let row = &mut g.states[r];
+        row.resize(k, 0);
+        row.push(state as u8);
+    }
+    Ok(())
+}
 
 fn load_timeseries(path: &Path, scenarios: &mut [ScenarioData]) -> Result<(), ConfigError> {
     let file = match std::fs::File::open(path) {

@@ -36,6 +36,13 @@
 //!   with the Pareto front (no other point is both cheaper and faster) ringed, numbered and
 //!   listed in the legend. Drawn only for rows with a `gpu_hours` value: scenarios with `llm`
 //!   replicas; queue clusters leave the column empty, so their results skip this plot.
+//! - `health`: each replica's state over time (ready, degraded, ejected, failed, recovering)
+//!   in the time-series run, one panel per policy, with the fault windows marked; from
+//!   `health.csv`, drawn when some replica was ever not ready.
+//!
+//! The time series also shade the fault windows of their run (`faults.csv`) and add panels
+//! for admitted and rejected requests, errors, the gateway queue, ejected and down replicas
+//! when any of them is not zero.
 //!
 //! PNG text uses the bundled DejaVu Sans (`assets/fonts/`) through plotters' pure-Rust
 //! `ab_glyph` path, so no system font library or installed font is needed; SVG text names the
@@ -44,6 +51,7 @@
 
 mod charts;
 mod data;
+mod health;
 mod style;
 
 use crate::error::ConfigError;
