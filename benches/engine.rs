@@ -3,7 +3,9 @@
 //! BinaryHeap DES of the same model as the yardstick.
 //!
 //! The `llm` group runs the one-million-request LLM scenario of the README; `routing` runs a
-//! 64-replica scenario once per routing policy (routing overhead versus round_robin).
+//! 64-replica scenario once per routing policy (routing overhead versus round_robin);
+//! `protection` runs 64 replicas with and without health checks, outlier detection,
+//! admission and retries (their cost).
 //!
 //! Run: `cargo bench --bench engine`. Figures go into the README's performance table.
 
@@ -148,5 +150,26 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, engine, sweep, llm, routing);
+/// Protection cost: `scenarios/bench/protection-64.yaml`, the same 64-replica run plain and
+/// with every health mechanism, admission step and retries on (nothing fails, so both serve
+/// the same requests), single-threaded; target: protected at most 1.3x plain.
+fn protection(c: &mut Criterion) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bench/protection-64.yaml");
+    let s = routelab::scenario::load(&path, &LoadOptions::default()).expect("valid bench scenario");
+    let mut g = c.benchmark_group("protection_64_replicas_100k");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(100_000));
+    for p in &s.policies {
+        let mut one = s.clone();
+        one.policies = vec![p.clone()];
+        let plan = experiment::plan(vec![one], None);
+        g.bench_function(BenchmarkId::new("gateway", &p.label), |b| {
+            b.iter(|| experiment::execute(&plan, 1).len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engine, sweep, llm, routing, protection);
 criterion_main!(benches);
