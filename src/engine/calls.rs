@@ -56,6 +56,10 @@ impl Sim<'_> {
 
     /// Admission at the call's gateway instance.
     pub(super) fn admit(&mut self, idx: u32) {
+        if !self.gateway.admission_on() {
+            self.tally.admitted += 1;
+            return self.dispatch(idx);
+        }
         let info = self.calls.slot(idx).info;
         let k = &self.sc.classes[info.class as usize];
         let req = AdmitRequest {
@@ -134,8 +138,9 @@ impl Sim<'_> {
     }
 
     /// Sends queued calls of gateway `g` while it has room.
+    #[inline]
     pub(super) fn pump_gateway(&mut self, g: u16) {
-        if self.pumping || !self.gateway.has_queue(g) {
+        if self.pumping || !self.gateway.admission_on() || !self.gateway.has_queue(g) {
             return;
         }
         self.pumping = true;

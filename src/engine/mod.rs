@@ -429,7 +429,14 @@ impl<'a> Sim<'a> {
 
     /// Pushes the timers mechanisms asked for into the event queue, and notes exclusions for
     /// the time-to-detect metric.
+    #[inline]
     fn flush_timers(&mut self) {
+        if self.gateway.has_pending() {
+            self.flush_timers_now();
+        }
+    }
+
+    fn flush_timers_now(&mut self) {
         use crate::gateway::Timer;
         self.gateway.take_timers(&mut self.timers);
         for (t, timer) in self.timers.drain(..) {

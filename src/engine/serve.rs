@@ -22,17 +22,19 @@ impl Sim<'_> {
     pub(super) fn deliver(&mut self, h: ReqRef) {
         let a = *self.slab.get_mut(h);
         let (g, r) = (a.gateway, a.replica);
-        if self.fault_state.partitioned(g, r) {
-            let t = self.policy.gateway.connect_timeout;
-            return self.fail_later(h, AttemptResult::ConnectFailure, t);
-        }
-        if self.cluster.is_down(r) {
-            return self.fail_later(h, AttemptResult::ConnectFailure, SimDuration::ZERO);
-        }
-        if let Some((status, latency)) = self.fault_state.error_draw(r) {
-            return self.fail_later(h, AttemptResult::Status(status), latency);
-        }
-        let hung = self.fault_state.hung(r);
+        let hung = !self.faults.is_empty() && {
+            if self.fault_state.partitioned(g, r) {
+                let t = self.policy.gateway.connect_timeout;
+                return self.fail_later(h, AttemptResult::ConnectFailure, t);
+            }
+            if self.cluster.is_down(r) {
+                return self.fail_later(h, AttemptResult::ConnectFailure, SimDuration::ZERO);
+            }
+            if let Some((status, latency)) = self.fault_state.error_draw(r) {
+                return self.fail_later(h, AttemptResult::Status(status), latency);
+            }
+            self.fault_state.hung(r)
+        };
         if self.cluster.is_llm() {
             return self.deliver_llm(h, r, hung);
         }

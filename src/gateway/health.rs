@@ -165,6 +165,7 @@ impl Health {
 
     /// The candidates for a request whose model has `base` primary and `backup` backup
     /// endpoints (`key`: the cluster's epoch of that list).
+    #[inline]
     pub fn candidates<'a>(
         &'a mut self,
         model: u16,

@@ -224,6 +224,10 @@ pub struct Gateways {
     /// Replica exclusions by health mechanisms (ejections), summed over instances.
     pub ejections: u64,
     exclusion_log: Vec<(SimTime, u32)>,
+    /// Some admission step is configured.
+    admission_on: bool,
+    /// Some health mechanism that hears attempt results is configured.
+    result_feedback: bool,
 }
 
 impl Gateways {
@@ -299,6 +303,10 @@ impl Gateways {
             downgrade,
             ejections: 0,
             exclusion_log: Vec::new(),
+            admission_on: cfg.admission != Default::default(),
+            result_feedback: cfg.health.passive.is_some()
+                || cfg.health.outlier.is_some()
+                || cfg.health.circuit_breaker.is_some(),
         }
     }
 
@@ -387,6 +395,12 @@ impl Gateways {
 
     // -- Admission ------------------------------------------------------------------------
 
+    /// Whether some admission step is configured (else every request goes straight on).
+    #[inline]
+    pub fn admission_on(&self) -> bool {
+        self.admission_on
+    }
+
     /// Admission of a request entering instance `g`.
     pub fn admit(
         &mut self,
@@ -395,6 +409,9 @@ impl Gateways {
         cluster: &Cluster,
         now: SimTime,
     ) -> Admission {
+        if !self.admission_on {
+            return Admission::Go { model: None };
+        }
         let cfg = &self.cfg.admission;
         let tenant = self.tenant_of[req.class as usize];
         let gw = &mut self.gws[g as usize];
@@ -625,8 +642,10 @@ impl Gateways {
         if measured {
             self.routed[r as usize] += 1;
         }
-        health.on_select(r, now, &mut self.timers, g);
-        self.note_exclusions(g);
+        if self.result_feedback {
+            health.on_select(r, now, &mut self.timers, g);
+            self.note_exclusions(g);
+        }
         Route::To(r)
     }
 
@@ -653,7 +672,7 @@ impl Gateways {
         gw.active -= 1;
         self.global_in_flight[done.replica as usize] -= 1;
         gw.router.on_complete(done);
-        if let Some(res) = result {
+        if let Some(res) = result.filter(|_| self.result_feedback) {
             gw.health.on_result(done.replica, res, will_retry, now, &mut self.timers, g);
             self.note_exclusions(g);
         }
@@ -700,6 +719,12 @@ impl Gateways {
                 self.timers.push((rd.first_probe(r), Timer::Readiness { replica: r }));
             }
         }
+    }
+
+    /// Whether mechanisms asked for timers or logged exclusions since the last take.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        !self.timers.is_empty() || !self.exclusion_log.is_empty()
     }
 
     /// Moves the timers mechanisms asked for into `out`.
