@@ -319,23 +319,24 @@ impl Sim<'_> {
         }
     }
 
-    /// Attempt `h` has not streamed within its per-try timeout: hedge (Envoy
-    /// `hedge_on_per_try_timeout`: another attempt, the slow one kept) or give up on it.
+    /// Attempt `h` has not streamed within its per-try timeout. With Envoy's
+    /// `hedge_on_per_try_timeout` another attempt starts beside it if the attempts and the
+    /// retry budget allow, and the slow one is never cancelled (it may still win); without
+    /// hedging it is given up on and the failure may be retried.
     fn per_try_timeout(&mut self, h: ReqRef) {
         let idx = self.slab.get_mut(h).call;
         let info = self.calls.slot(idx).info;
         let p = self.policy.gateway.retries_for(&self.sc.classes[info.class as usize].client);
-        let hedge = p.is_some_and(|p| {
-            p.hedge_on_per_try_timeout
-                && u32::from(info.attempts) < p.max_attempts
+        if p.is_some_and(|p| p.hedge_on_per_try_timeout) {
+            let hedge = p.is_some_and(|p| u32::from(info.attempts) < p.max_attempts)
                 && !info.retry_held
-                && self.gateway.may_retry(info.gateway, info.class)
-        });
-        if hedge {
-            self.gateway.retry_started(info.gateway, info.class);
-            self.calls.slot_mut(idx).info.retry_held = true;
-            self.rec.hedges += 1;
-            self.dispatch(idx);
+                && self.gateway.may_retry(info.gateway, info.class);
+            if hedge {
+                self.gateway.retry_started(info.gateway, info.class);
+                self.calls.slot_mut(idx).info.retry_held = true;
+                self.rec.hedges += 1;
+                self.dispatch(idx);
+            }
             return;
         }
         self.withdraw(h);

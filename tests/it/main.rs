@@ -12,5 +12,6 @@ mod limits;
 mod llm_invariants;
 mod policies;
 mod prefix_cache;
+mod protection;
 mod queueing;
 mod sweeps;
