@@ -817,8 +817,8 @@ impl Gateways {
 
     // -- Accounting -----------------------------------------------------------------------
 
-    /// Routing violations: picks outside the candidate set plus in-flight counts still open
-    /// (call when no request is live).
+    /// Routing violations: picks outside the candidate set plus in-flight counts, attempts,
+    /// retry slots and admission-queue entries still held (call when no request is live).
     pub fn leftover(&self) -> u64 {
         let open: u64 = self
             .gws
@@ -828,7 +828,20 @@ impl Gateways {
             .map(|&x| u64::from(x))
             .sum();
         let active: u64 = self.gws.iter().map(|g| u64::from(g.active)).sum();
-        self.non_candidate + open + active
+        let retries: u64 = self
+            .gws
+            .iter()
+            .flat_map(|g| g.retry.iter().flatten())
+            .map(|l| u64::from(l.active_retries()))
+            .sum();
+        let queued: u64 = self
+            .gws
+            .iter()
+            .map(|g| {
+                (g.adm.queue.as_ref().map_or(0, |q| q.len()) + g.adm.queued_model.len()) as u64
+            })
+            .sum();
+        self.non_candidate + open + active + retries + queued
     }
 
     /// Max over replicas of requests in flight divided by their mean (`None` when nothing is

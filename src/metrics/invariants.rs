@@ -10,7 +10,7 @@
 //! - work conservation: no replica has a free slot while a live request waits in its queue,
 //!   checked after every change to the replica;
 //! - routing: every pick is a candidate (a ready replica able to serve the request), and every
-//!   gateway's in-flight counters return to zero.
+//!   gateway's in-flight counters, retry slots and admission queues return to zero.
 
 use super::Recorder;
 
@@ -75,7 +75,7 @@ pub fn check(rec: &Recorder, v: &Violations, in_flight_at_end: u64) -> Result<()
     }
     if v.routing > 0 {
         return Err(format!(
-            "routing: {} picks outside the candidate set or in-flight counts left over",
+            "routing: {} picks outside the candidate set or gateway counts (in flight, retry slots, queued) left over",
             v.routing
         ));
     }

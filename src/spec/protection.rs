@@ -672,7 +672,8 @@ impl OutlierParams {
 pub enum RetryOn {
     /// `5xx`: a 5xx status (Envoy's `5xx` also covers the three conditions below).
     Http5xx,
-    /// `reset`: the connection broke after the request was sent.
+    /// `reset`: the connection broke after the request was sent (retried only while no token
+    /// has reached the client).
     Reset,
     /// `connect`: the connection could not be made.
     Connect,

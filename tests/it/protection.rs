@@ -228,3 +228,38 @@ fn llm_pools_refuse_arrivals_beyond_queue_capacity() {
     // Those admitted wait for at most ~10 ahead of them: far less than the open queue.
     assert!(get(&capped[0], "ttft_ms_p95") * 10.0 < get(&open[0], "ttft_ms_p95"));
 }
+
+#[test]
+fn a_crash_mid_stream_is_failed_even_with_retries_but_resets_before_the_first_token_retry() {
+    // Two H100s at ~70% of their batch capacity with long answers (~20 s of decoding each): when
+    // h-1 crashes at 30 s it holds dozens of streaming answers and a few requests still
+    // waiting or in prefill. A proxy cannot retry a response that has begun (Envoy retries a
+    // reset only before the downstream response started), so the streaming ones end
+    // `failed` with or without retries; retries save only those without a first token.
+    let yaml = |gw: &str| {
+        format!(
+            "name: mid\nseed: 9\nreplications: 2\nhorizon: {{ duration_s: 60 }}\n\
+             workload:\n  - class: c\n    arrival: {{ process: poisson, rate_per_s: 6 }}\n    \
+             prompt_tokens: {{ dist: constant, value: 400 }}\n    output_tokens: {{ dist: constant, value: 2000 }}\n\
+             cluster: {{ pools: [ {{ name: h, kind: llm, replicas: 2, gpu: h100-sxm, model: llama-3-8b }} ] }}\n\
+             faults:\n  - {{ kind: crash, replicas: [h-1], at_s: 30, duration_s: 5 }}\n\
+             {gw}policies: [round_robin]\n"
+        )
+    };
+    let plain = run_rows(scenario(&yaml("")), 2);
+    let retry = run_rows(
+        scenario(&yaml(
+            "gateway: { retries: { max_attempts: 3, previous_hosts: true, max_retries: 1000 } }\n",
+        )),
+        2,
+    );
+    let (fp, fr) = (sum(&plain, "failed"), sum(&retry, "failed"));
+    // ~6/s x 2000 tokens at ~10 ms per token: ~60 streams per replica when it dies.
+    assert!(fr > 20.0, "streams cut by the crash must be failed, not retried: {fr}");
+    assert!(fr <= fp, "retries cannot add failures: {fr} vs {fp}");
+    // While h-1 is down (30 s to past the horizon: restart plus model load) round robin
+    // sends it every other request: refused connections, errors without retries, none with.
+    assert!(sum(&plain, "errors") > 50.0, "{}", sum(&plain, "errors"));
+    assert_eq!(sum(&retry, "errors"), 0.0);
+    assert!(sum(&retry, "attempts") > sum(&retry, "arrivals") + 50.0);
+}

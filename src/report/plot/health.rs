@@ -28,9 +28,11 @@ pub struct Health {
 }
 
 impl Health {
-    /// Canvas height: a strip of 18 px per replica per panel.
+    /// Canvas height: a strip of 18 px per replica per panel, and panels tall enough for
+    /// their (vertical) policy label.
     pub fn height(&self) -> u32 {
-        let per = (60 + 18 * self.replicas as u32).max(110);
+        let label_chars = self.panels.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+        let per = (60 + 18 * self.replicas as u32).max(40 + 10 * label_chars as u32).max(110);
         170 + per * self.panels.len() as u32
     }
 }
@@ -52,7 +54,7 @@ pub fn build(sc: &ScenarioData, name: &str) -> Option<Plot> {
             name: name.to_string(),
             title: format!("{}: replica health over time", sc.name),
             subtitle: format!(
-                "replica r is the strip above tick r; replication {rep}{}; states as gateway instance 0 sees them (failed, recovering: as they are); outlined: fault windows",
+                "replica r: strip above tick r; replication {rep}{}; as gateway 0 sees them; outlined: faults",
                 if at.is_empty() { String::new() } else { format!(", {at}") }
             ),
         },
