@@ -111,7 +111,7 @@ pub struct RunArgs {
     /// Scenario files (default: scenarios/quickstart.yaml).
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Output directory (default: results/<scenario name>).
+    /// Output directory (default: results/NAME, NAME the scenario name).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Override a scenario key by dotted path, e.g. workload.0.arrival.rate_per_s=80 (repeatable).

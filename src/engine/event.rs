@@ -59,7 +59,7 @@ pub enum Event {
     Deadline {
         /// Class index.
         class: u16,
-        /// Which queue ([`crate::engine::deadlines`]).
+        /// Which queue (`engine::deadlines`).
         kind: u8,
     },
     /// The earliest queue timeout of a gateway instance's admission queue is due.

@@ -1,18 +1,18 @@
 //! The discrete-event engine: one run of one policy on one replication of a scenario.
 //!
 //! The loop pops the earliest event by `(time, rank, seq)`, advances the clock, and dispatches
-//! it in the single `match` of [`Sim::run`]; the handlers live in the submodules, each for one
+//! it in the single `match` of `Sim::run`; the handlers live in the submodules, each for one
 //! concern, and call into the mechanisms' own modules (gateway, faults, cluster):
 //!
-//! - [`arrivals`]: open-loop arrivals, closed-loop session turns, the horizon;
-//! - [`calls`]: a request's way through the gateway — admission, routing, attempts, retries,
+//! - `arrivals`: open-loop arrivals, closed-loop session turns, the horizon;
+//! - `calls`: a request's way through the gateway — admission, routing, attempts, retries,
 //!   hedges — to its single outcome, and what is recorded then;
-//! - [`serve`]: attempts at replicas — `queue` service and the `llm` engines' effects;
-//! - [`deadlines`]: client timeouts (total, time to first token), per-try timeouts and gateway
+//! - `serve`: attempts at replicas — `queue` service and the `llm` engines' effects;
+//! - `deadlines`: client timeouts (total, time to first token), per-try timeouts and gateway
 //!   queue timeouts as FIFOs of deadlines, one pending tick each;
-//! - [`failures`]: fault windows opening and closing — crashes, hangs, slowdowns, errors,
+//! - `failures`: fault windows opening and closing — crashes, hangs, slowdowns, errors,
 //!   partitions — and crash recovery;
-//! - [`probes`]: gateway timers (active health probes, outlier-detection intervals, breaker
+//! - `probes`: gateway timers (active health probes, outlier-detection intervals, breaker
 //!   and passive-health windows) and Kubernetes readiness probes.
 //!
 //! Per-event work is O(1) amortised plus the router's and mechanisms' own cost: no handler

@@ -3,7 +3,7 @@
 //! per-gateway admission of concurrent retries ([`RetryLimiter`]: the cluster circuit breaker's
 //! `max_retries`, or a retry budget).
 //!
-//! **Retry conditions.** [`RetryOn`] splits Envoy's conditions into the results the simulator
+//! **Retry conditions.** [`RetryOn`](crate::spec::protection::RetryOn) splits Envoy's conditions into the results the simulator
 //! produces: `5xx` (a 5xx status), `reset`, `connect`, `timeout` (per-try timeout) and `429`.
 //! Envoy's own `retry_on: 5xx` is wider than a 5xx status: `wouldRetryFromReset` retries *every*
 //! upstream reset under `5xx` (connect failures fall through to it too), and a non-hedged

@@ -3,7 +3,9 @@
 //! The inverse of `csv_out`: columns are looked up by name, so files from a version with more
 //! metrics still read; a missing required column or an unparsable number is an error naming
 //! the file's line and column. Files without a `group` column (written before result groups
-//! existed) read as overall rows only.
+//! existed) read as overall rows only; a `summary.csv` may also lack metric columns of a
+//! newer version ([`read_summary_lenient`]: they read as undefined, so the gate can still
+//! compare an old baseline on the metrics it has).
 
 use super::stats::MeanCi;
 use super::{GroupRow, RunKey, RunRow, SummaryRow, METRICS};
@@ -106,15 +108,29 @@ pub fn read_runs(text: &str) -> Result<Vec<RunRow>, String> {
 
 /// Parses the text of a `summary.csv`.
 pub fn read_summary(text: &str) -> Result<Vec<SummaryRow>, String> {
+    read_summary_lenient(text).map(|(rows, _)| rows)
+}
+
+/// Parses the text of a `summary.csv`, also from a version with fewer metrics: a metric
+/// whose column (or `_ci95` column) is missing reads as undefined, and is listed in the
+/// second value. The key columns are required.
+pub fn read_summary_lenient(text: &str) -> Result<(Vec<SummaryRow>, Vec<&'static str>), String> {
     let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
     let h = rdr.headers().map_err(|e| format!("cannot read the header: {e}"))?.clone();
     let c = key_cols(&h)?;
     let reps = header_index(&h, "replications")?;
     let group = h.iter().position(|x| x == "group");
-    let cols: Vec<(usize, usize)> = METRICS
-        .iter()
-        .map(|d| Ok((header_index(&h, d.name)?, header_index(&h, &format!("{}_ci95", d.name))?)))
-        .collect::<Result<_, String>>()?;
+    let find = |name: &str| h.iter().position(|x| x == name);
+    let cols: Vec<Option<(usize, usize)>> =
+        METRICS.iter().map(|d| Some((find(d.name)?, find(&format!("{}_ci95", d.name))?))).collect();
+    let missing: Vec<&'static str> =
+        METRICS.iter().zip(&cols).filter(|(_, c)| c.is_none()).map(|(d, _)| d.name).collect();
+    if missing.len() == METRICS.len() {
+        return Err(format!(
+            "missing column `{}` and every other metric (is this a routelab summary.csv?)",
+            METRICS[0].name
+        ));
+    }
     let mut out = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| format!("malformed CSV: {e}"))?;
@@ -122,11 +138,12 @@ pub fn read_summary(text: &str) -> Result<Vec<SummaryRow>, String> {
         let values = METRICS
             .iter()
             .zip(&cols)
-            .map(|(d, &(m, ci))| {
-                Ok(MeanCi {
+            .map(|(d, col)| match *col {
+                None => Ok(MeanCi { mean: None, ci95: None }),
+                Some((m, ci)) => Ok(MeanCi {
                     mean: parse_opt(&rec[m], line, d.name)?,
                     ci95: parse_opt(&rec[ci], line, &format!("{}_ci95", d.name))?,
-                })
+                }),
             })
             .collect::<Result<_, String>>()?;
         out.push(SummaryRow {
@@ -136,7 +153,7 @@ pub fn read_summary(text: &str) -> Result<Vec<SummaryRow>, String> {
             values,
         });
     }
-    Ok(out)
+    Ok((out, missing))
 }
 
 #[cfg(test)]

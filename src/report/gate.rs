@@ -194,16 +194,17 @@ fn row_key(r: &SummaryRow) -> RowKey<'_> {
     (&r.key.scenario, r.key.cell, &r.key.policy, &r.key.autoscaler, &r.group)
 }
 
-fn read(path: &Path) -> Result<Vec<SummaryRow>, ConfigError> {
+/// The rows of a summary file and the metrics it has no column for.
+fn read(path: &Path) -> Result<(Vec<SummaryRow>, Vec<&'static str>), ConfigError> {
     let file = path.display().to_string();
     let text = read_text(path, "a summary.csv written by `routelab run`")?;
-    let rows = csv_in::read_summary(&text).map_err(|e| {
+    let (rows, lacking) = csv_in::read_summary_lenient(&text).map_err(|e| {
         ConfigError::file(&file, format!("not a routelab summary.csv: {}", e.replace('\n', " ")))
     })?;
     if rows.is_empty() {
         return Err(ConfigError::file(&file, "has no rows: nothing to gate (was the run empty?)"));
     }
-    Ok(rows)
+    Ok((rows, lacking))
 }
 
 fn pct(x: f64) -> String {
@@ -234,8 +235,8 @@ pub fn command(
     tolerances: &[f64],
 ) -> Result<CommandOutput, ConfigError> {
     let gated = gated(metrics, tolerances)?;
-    let base = read(baseline)?;
-    let cur = read(current)?;
+    let (base, base_lacks) = read(baseline)?;
+    let (cur, _) = read(current)?;
     let cur_by_key: BTreeMap<RowKey<'_>, &SummaryRow> =
         cur.iter().map(|r| (row_key(r), r)).collect();
     let base_keys: BTreeMap<RowKey<'_>, ()> = base.iter().map(|r| (row_key(r), ())).collect();
@@ -251,6 +252,17 @@ pub fn command(
     );
     let (mut compared, mut regressions, mut missing, mut new) = (0usize, 0usize, 0usize, 0usize);
     let mut notes = Vec::new();
+    // A baseline from an older version may lack a metric: it cannot be gated until the
+    // baseline is refreshed (a metric missing from the current file still fails).
+    let lacking: Vec<&str> =
+        gated.iter().map(|g| g.metric).filter(|m| base_lacks.contains(m)).collect();
+    if !lacking.is_empty() {
+        notes.push(format!(
+            "note: the baseline has no column for {} (written by an older routelab?): not gated; \
+             refresh it with `routelab run ... --out <baseline dir>`",
+            lacking.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     for b in &base {
         let k = row_key(b);
         let policy = if k.4 == "all" { k.2.to_string() } else { format!("{} [{}]", k.2, k.4) };
@@ -268,6 +280,9 @@ pub fn command(
         }
         for g in &gated {
             let Some(i) = metric_index(g.metric) else { continue };
+            if base_lacks.contains(&g.metric) {
+                continue;
+            }
             let precision = METRICS[i].precision;
             let v = assess(g, b.values[i], c.values[i]);
             compared += 1;

@@ -1,6 +1,6 @@
 //! Reports: run rows, replication summaries, and their CSV, markdown and JSON forms.
 //!
-//! Everything here is a pure function from rows to bytes (writing files is in [`write`]).
+//! Everything here is a pure function from rows to bytes (writing files is in [`mod@write`]).
 //! Column order and float precision are fixed by [`METRICS`]; rows are sorted by
 //! `(scenario, cell, policy, autoscaler, replication)` in plan order before anything is
 //! written, so output bytes never depend on thread count.

@@ -394,6 +394,62 @@ fn gate_passes_on_itself_and_fails_on_planted_regressions() {
     assert!(!out.failed && out.text.contains("NEW (not in baseline)"), "{}", out.text);
 }
 
+/// `text` (a CSV) without the columns named in `drop`.
+fn without_columns(text: &str, drop: &[&str]) -> Vec<u8> {
+    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let h = rdr.headers().expect("header").clone();
+    let keep: Vec<usize> = (0..h.len()).filter(|&i| !drop.contains(&&h[i])).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(keep.iter().map(|&i| &h[i])).expect("write");
+    for rec in rdr.records() {
+        let rec = rec.expect("record");
+        w.write_record(keep.iter().map(|&i| &rec[i])).expect("write");
+    }
+    w.into_inner().expect("flush")
+}
+
+#[test]
+fn gate_reads_a_baseline_from_an_older_version_with_fewer_columns() {
+    // An older routelab wrote no `group`, `errors` or `timeout_rate` columns: the gate still
+    // compares the metrics both files have, says which it could not, and catches a regression.
+    let lab = heavy();
+    let dir = TempDir::new("gate-old");
+    let text = String::from_utf8(csv_out::summary_csv(&lab.summary)).expect("utf-8");
+    let old = without_columns(
+        &text,
+        &["group", "errors", "errors_ci95", "timeout_rate", "timeout_rate_ci95"],
+    );
+    let base = dir.file("old.csv", &old);
+    let cur = dir.file("cur.csv", text.as_bytes());
+    let out = gate_files(&base, &cur, &[], &[]);
+    assert!(!out.failed, "{}", out.text);
+    assert!(out.text.contains("no column for `timeout_rate`"), "{}", out.text);
+    assert_eq!(
+        result_lines(&out, "PASS |").len(),
+        3 * (gate::DEFAULT_METRICS.len() - 1),
+        "{}",
+        out.text
+    );
+    let worse = dir.file("worse.csv", &scaled(&lab.summary, "round_robin", "ttft_ms_p99", 1.5));
+    let out = gate_files(&base, &worse, &[], &[]);
+    assert!(out.failed && result_lines(&out, "REGRESSION").len() == 1, "{}", out.text);
+    // A file with no metric column at all is still refused.
+    let keys = without_columns(
+        &text,
+        &routelab::report::METRICS
+            .iter()
+            .flat_map(|d| [d.name.to_string(), format!("{}_ci95", d.name)])
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let bad = dir.file("keys.csv", &keys);
+    let metrics: Vec<String> = Vec::new();
+    let err = gate::command(&bad, &cur, &metrics, &[]).expect_err("no metrics");
+    assert!(err.to_string().contains("every other metric"), "{err}");
+}
+
 #[test]
 fn gate_catches_a_worse_policy_under_the_same_label() {
     let dir = TempDir::new("gate-policy");
