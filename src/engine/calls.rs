@@ -6,8 +6,8 @@
 //!    considers healthy, then an **attempt** goes to the chosen replica ([`super::serve`]).
 //! 3. The attempt ends with an [`AttemptResult`]. A success completes the call. A failure is
 //!    retried when the class's retry policy covers it and allows another attempt, the
-//!    gateway's retry budget has room and no token has reached the client yet (after a
-//!    jittered backoff); otherwise the call ends with
+//!    gateway's retry budget has room and, for a broken stream, the policy re-sends those
+//!    (`resend_broken_streams`), after a jittered backoff; otherwise the call ends with
 //!    the outcome the failure maps to. With `hedge_on_per_try_timeout` a per-try timeout
 //!    starts another attempt beside the slow one, and the first to stream wins.
 //! 4. **Outcome**: exactly one per call, recorded once ([`Sim::end_call`]) into the run's
@@ -299,12 +299,7 @@ impl Sim<'_> {
             // Whatever retry the call held a slot for is over.
             self.drop_retry_slot(idx);
         }
-        // A proxy cannot retry once the response has begun streaming to the client (Envoy's
-        // router retries a reset only while `downstream_response_started_` is false; envoy
-        // issue #10007): a crash after the first token is `failed`, whatever the policy.
-        let streamed = self.calls.slot(idx).info.has_first_token;
-        let will_retry =
-            !result.is_success() && !sibling && !streamed && self.may_retry(idx, result);
+        let will_retry = !result.is_success() && !sibling && self.may_retry(idx, result);
         self.release_attempt(h, Some(result), will_retry);
         if result.is_success() {
             self.cancel_attempts(idx);
@@ -354,6 +349,12 @@ impl Sim<'_> {
             return false;
         };
         if !p.retriable(result) || u32::from(info.attempts) >= p.max_attempts {
+            return false;
+        }
+        // A broken stream is re-sent only by client-side retries: a proxy cannot retry once the
+        // response has begun (Envoy's router retries a reset only while
+        // `downstream_response_started_` is false; envoy issue #10007).
+        if info.has_first_token && !p.resend_broken_streams {
             return false;
         }
         self.gateway.may_retry(info.gateway, info.class)
@@ -439,8 +440,10 @@ impl Sim<'_> {
         debug_assert_eq!(info.live, 0, "a call ends with attempts in flight");
         if outcome == Outcome::Failed {
             let client = &self.sc.classes[info.class as usize].client;
-            let max = self.policy.gateway.retries_for(client).map_or(1, |p| p.max_attempts);
-            if u32::from(info.attempts) >= max || info.has_first_token {
+            let p = self.policy.gateway.retries_for(client);
+            let max = p.map_or(1, |p| p.max_attempts);
+            let resend = p.is_some_and(|p| p.resend_broken_streams);
+            if u32::from(info.attempts) >= max || (info.has_first_token && !resend) {
                 self.rec.failed_unretriable += 1;
             }
         }

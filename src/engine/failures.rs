@@ -1,7 +1,7 @@
 //! Fault windows opening and closing, and what they do to a replica.
 //!
-//! - **crash**: the replica goes down; every attempt it holds ends with a reset (retried if no
-//!   token has reached the client yet, else `failed`), its queues and KV cache are lost, pending iterations and loads are void. While
+//! - **crash**: the replica goes down; every attempt it holds ends with a reset (retried, or
+//!   `failed`), its queues and KV cache are lost, pending iterations and loads are void. While
 //!   down it refuses connections. When the window closes it restarts (`restart_s`) and loads
 //!   its model (the pool's cold start), then serves again with an empty cache. Kubernetes
 //!   readiness (if configured) sees the container exit at once and probes it again from the

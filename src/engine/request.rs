@@ -243,7 +243,8 @@ pub struct CallInfo {
     pub queued_at: SimTime,
     /// Last replica an attempt went to (`u32::MAX`: none yet).
     pub last_replica: u32,
-    /// When the client got its first token (valid if `has_first_token`).
+    /// When the client got its latest first token (valid if `has_first_token`; a re-sent
+    /// broken stream starts over).
     pub first_token: SimTime,
     /// When its latest attempt started service (valid if `started`).
     pub start: SimTime,

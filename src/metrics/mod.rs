@@ -256,9 +256,10 @@ pub struct Recorder {
     pub no_healthy: u64,
     /// Replica ejections by the gateways' health mechanisms, summed over instances.
     pub ejections: u64,
-    /// Requests lost to a crash after using every attempt their retry policy allows or after
-    /// their answer began streaming (all requests): with retries on, the only ways a crash
-    /// loses a request while the budget has room.
+    /// Requests lost to a crash after using every attempt their retry policy allows, or after
+    /// their answer began streaming under a policy that does not re-send broken streams (all
+    /// requests): with retries on, the only ways a crash loses a request while the budget has
+    /// room.
     pub failed_unretriable: u64,
     /// Detection and recovery times of fault windows.
     pub fault: FaultMetrics,

@@ -672,8 +672,8 @@ impl OutlierParams {
 pub enum RetryOn {
     /// `5xx`: a 5xx status (Envoy's `5xx` also covers the three conditions below).
     Http5xx,
-    /// `reset`: the connection broke after the request was sent (retried only while no token
-    /// has reached the client).
+    /// `reset`: the connection broke after the request was sent (after the first token only
+    /// with `resend_broken_streams`).
     Reset,
     /// `connect`: the connection could not be made.
     Connect,
@@ -784,8 +784,8 @@ pub struct RetryParams {
     /// Results that are retried; default `[5xx, reset, connect, timeout]`, which is Envoy's
     /// `retry_on: 5xx` (a 5xx status, any reset, connect failures and per-try timeouts).
     pub retry_on: Vec<RetryOn>,
-    /// Timeout of one attempt, measured to the attempt's first token (a streamed response
-    /// cannot be retried after that, as in Envoy); unset: none.
+    /// Timeout of one attempt, measured to the attempt's first token (as Envoy's: it does not
+    /// fire once the response has begun); unset: none.
     pub per_try_timeout_s: Option<f64>,
     /// Envoy hedging: on per-try timeout start another attempt without cancelling the first.
     pub hedge_on_per_try_timeout: bool,
@@ -799,6 +799,12 @@ pub struct RetryParams {
     /// Envoy's `previous_hosts` retry host predicate (on in Istio's default retry policy): a
     /// retry avoids the replicas the request already tried, while others are available.
     pub previous_hosts: bool,
+    /// Whether a broken stream (a reset after the first token) is retried by sending the whole
+    /// request again, as a client's own retry loop does: the answer starts over and its TTFT is
+    /// the new attempt's. `false` is a proxy's retry policy (Envoy retries a reset only before
+    /// the downstream response started; nginx never after the header): a crash mid-answer is
+    /// then `failed`. Default `true`.
+    pub resend_broken_streams: bool,
 }
 
 impl Default for RetryParams {
@@ -812,6 +818,7 @@ impl Default for RetryParams {
             budget: None,
             max_retries: 3,
             previous_hosts: false,
+            resend_broken_streams: true,
         }
     }
 }

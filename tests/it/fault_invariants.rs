@@ -224,6 +224,9 @@ fn retries(p: &mut Pick, strict: bool) -> Value {
     if p.chance(0.5) {
         r.push_str(", budget: { budget_percent: 20, min_retry_concurrency: 3 }");
     }
+    if p.chance(0.3) {
+        r.push_str(", resend_broken_streams: false");
+    }
     yaml(&format!("{{ {r} }}"))
 }
 

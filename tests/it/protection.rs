@@ -230,12 +230,12 @@ fn llm_pools_refuse_arrivals_beyond_queue_capacity() {
 }
 
 #[test]
-fn a_crash_mid_stream_is_failed_even_with_retries_but_resets_before_the_first_token_retry() {
-    // Two H100s at ~70% of their batch capacity with long answers (~20 s of decoding each): when
-    // h-1 crashes at 30 s it holds dozens of streaming answers and a few requests still
-    // waiting or in prefill. A proxy cannot retry a response that has begun (Envoy retries a
-    // reset only before the downstream response started), so the streaming ones end
-    // `failed` with or without retries; retries save only those without a first token.
+fn broken_streams_are_resent_by_client_retries_and_failed_under_proxy_retries() {
+    // Two H100s with long answers (~20 s of decoding each): when h-1 crashes at 30 s it holds
+    // dozens of streaming answers. Client-side retries (the default) send them again, so none
+    // is lost; a proxy's retries (`resend_broken_streams: false`) cannot retry a response
+    // that has begun (Envoy retries a reset only before the downstream response started), so
+    // every cut stream ends `failed`, as without retries.
     let yaml = |gw: &str| {
         format!(
             "name: mid\nseed: 9\nreplications: 2\nhorizon: {{ duration_s: 60 }}\n\
@@ -246,20 +246,24 @@ fn a_crash_mid_stream_is_failed_even_with_retries_but_resets_before_the_first_to
              {gw}policies: [round_robin]\n"
         )
     };
+    let retries = |extra: &str| {
+        format!(
+            "gateway: {{ retries: {{ max_attempts: 3, previous_hosts: true, max_retries: 1000{extra} }} }}\n"
+        )
+    };
     let plain = run_rows(scenario(&yaml("")), 2);
-    let retry = run_rows(
-        scenario(&yaml(
-            "gateway: { retries: { max_attempts: 3, previous_hosts: true, max_retries: 1000 } }\n",
-        )),
-        2,
-    );
-    let (fp, fr) = (sum(&plain, "failed"), sum(&retry, "failed"));
+    let client = run_rows(scenario(&yaml(&retries(""))), 2);
+    let proxy = run_rows(scenario(&yaml(&retries(", resend_broken_streams: false"))), 2);
+    let (fp, fc, fx) = (sum(&plain, "failed"), sum(&client, "failed"), sum(&proxy, "failed"));
     // ~6/s x 2000 tokens at ~10 ms per token: ~60 streams per replica when it dies.
-    assert!(fr > 20.0, "streams cut by the crash must be failed, not retried: {fr}");
-    assert!(fr <= fp, "retries cannot add failures: {fr} vs {fp}");
+    assert!(fp > 20.0, "the crash must cut streams: {fp}");
+    assert_eq!(fc, 0.0, "client retries re-send every cut stream");
+    assert!(fx > 20.0 && fx <= fp, "proxy retries cannot save a begun stream: {fx} vs {fp}");
+    // Re-sent streams cost attempts: more than the proxy's, which retries only refusals.
+    assert!(sum(&client, "attempts") >= sum(&proxy, "attempts") + fx);
     // While h-1 is down (30 s to past the horizon: restart plus model load) round robin
     // sends it every other request: refused connections, errors without retries, none with.
     assert!(sum(&plain, "errors") > 50.0, "{}", sum(&plain, "errors"));
-    assert_eq!(sum(&retry, "errors"), 0.0);
-    assert!(sum(&retry, "attempts") > sum(&retry, "arrivals") + 50.0);
+    assert_eq!(sum(&proxy, "errors"), 0.0);
+    assert_eq!(sum(&client, "errors"), 0.0);
 }
