@@ -61,6 +61,10 @@ impl fmt::Display for ConfigError {
         }
         if !self.path.is_empty() {
             write!(f, ": {}", self.path)?;
+            // "field = value: why" reads better than "field: = value: why".
+            if self.message.starts_with("= ") {
+                return write!(f, " {}", self.message);
+            }
         }
         write!(f, ": {}", self.message)
     }

@@ -131,9 +131,9 @@ fn bad_set_overrides_name_the_flag_or_the_field() {
         ("name.sub=1", "`name` is a single value, not a mapping, so it has no key `sub`"),
         ("name=[", "VALUE is not valid YAML"),
         ("workload.0.arrival.rate_per_s=fast", "workload[0].arrival.rate_per_s: invalid type"),
-        ("workload.0.arrival.rate_per_s=-3", "workload[0].arrival.rate_per_s: = -3: must be > 0"),
+        ("workload.0.arrival.rate_per_s=-3", "workload[0].arrival.rate_per_s = -3: must be > 0"),
         ("workload.0.arrival.rate_per_sec=3", "workload[0].arrival: unknown field `rate_per_sec`"),
-        ("cluster.pools.0.replicas=0", "cluster.pools[0].replicas: = 0"),
+        ("cluster.pools.0.replicas=0", "cluster.pools[0].replicas = 0"),
         ("cluster.pools.0.replicas=-1", "cluster.pools[0].replicas: invalid value"),
         ("policies=[nope]", "policies[0]: unknown policy \"nope\"; valid: "),
         ("horizon.max_requests=x", "horizon.max_requests: invalid type"),
@@ -819,7 +819,7 @@ fn trace_windows_are_read_when_the_scenario_loads() {
     // A malformed line inside the window is bad input naming the field and the trace's line.
     let e = load("").expect_err("malformed line 4");
     assert!(!e.contains('\n'), "{e:?}");
-    assert!(e.contains("workload[0].trace.path: = \"t.jsonl\": "), "{e}");
+    assert!(e.contains("workload[0].trace.path = \"t.jsonl\": "), "{e}");
     assert!(e.contains(&format!("{shown}:4: not a Mooncake JSON record")), "{e}");
     // Reading stops at the first row past the window, here as in the run.
     load(", duration_s: 1.5").unwrap_or_else(|e| panic!("{e}"));
@@ -869,7 +869,7 @@ fn llm_cross_rules_name_the_field() {
         (
             &format!("{CHAT}    model: llama-2-7b\n"),
             h100,
-            "workload[0].model: = \"llama-2-7b\": no pool serves this model; served: Llama-3-8B",
+            "workload[0].model = \"llama-2-7b\": no pool serves this model; served: Llama-3-8B",
         ),
         (
             CHAT,
@@ -879,7 +879,7 @@ fn llm_cross_rules_name_the_field() {
         (
             CHAT,
             "    - { name: a, kind: llm, replicas: 1, gpu: h100, model: llama-3-8b, cold_start: { load_gb_per_s: 0 } }\n",
-            "cluster.pools[0].cold_start.load_gb_per_s: = 0: must be > 0",
+            "cluster.pools[0].cold_start.load_gb_per_s = 0: must be > 0",
         ),
         (
             &format!("{CHAT}    tenant: \"\"\n"),

@@ -497,7 +497,7 @@ fn gate_rejects_malformed_input_in_one_line() {
     let e = gate::command(&good, &good, &["ttft_ms_p95".into()], &[0.1, 0.2]).expect_err("counts");
     assert!(e.to_string().contains("--tolerance: given 2 time(s) for 1 --metric"), "{e}");
     let e = gate::command(&good, &good, &["p95".into()], &[]).expect_err("metric");
-    assert!(e.to_string().contains("--metric: = \"p95\": unknown metric; valid: arrivals,"), "{e}");
+    assert!(e.to_string().contains("--metric = \"p95\": unknown metric; valid: arrivals,"), "{e}");
 }
 
 #[test]
