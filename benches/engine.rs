@@ -130,45 +130,36 @@ fn llm(c: &mut Criterion) {
     g.finish();
 }
 
-/// Routing overhead: `scenarios/bench/routing-64.yaml` (100k requests on 64 replicas) once per
-/// registered policy, single-threaded; compare each policy's time with round_robin's.
-fn routing(c: &mut Criterion) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bench/routing-64.yaml");
+/// One single-threaded run per policy of a bundled 100k-request scenario, each policy its own
+/// benchmark `ID/label` in `group`.
+fn per_policy(c: &mut Criterion, file: &str, group: &str, id: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let s = routelab::scenario::load(&path, &LoadOptions::default()).expect("valid bench scenario");
-    let mut g = c.benchmark_group("routing_64_replicas_100k");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10);
     g.throughput(Throughput::Elements(100_000));
     for p in &s.policies {
         let mut one = s.clone();
         one.policies = vec![p.clone()];
         let plan = experiment::plan(vec![one], None);
-        g.bench_function(BenchmarkId::new("policy", &p.label), |b| {
+        g.bench_function(BenchmarkId::new(id, &p.label), |b| {
             b.iter(|| experiment::execute(&plan, 1).len())
         });
     }
     g.finish();
 }
 
+/// Routing overhead: `scenarios/bench/routing-64.yaml` (100k requests on 64 replicas) once per
+/// registered policy, single-threaded; compare each policy's time with round_robin's.
+fn routing(c: &mut Criterion) {
+    per_policy(c, "scenarios/bench/routing-64.yaml", "routing_64_replicas_100k", "policy");
+}
+
 /// Protection cost: `scenarios/bench/protection-64.yaml`, the same 64-replica run plain and
 /// with every health mechanism, admission step and retries on (nothing fails, so both serve
 /// the same requests), single-threaded; target: protected at most 1.3x plain.
 fn protection(c: &mut Criterion) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bench/protection-64.yaml");
-    let s = routelab::scenario::load(&path, &LoadOptions::default()).expect("valid bench scenario");
-    let mut g = c.benchmark_group("protection_64_replicas_100k");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(100_000));
-    for p in &s.policies {
-        let mut one = s.clone();
-        one.policies = vec![p.clone()];
-        let plan = experiment::plan(vec![one], None);
-        g.bench_function(BenchmarkId::new("gateway", &p.label), |b| {
-            b.iter(|| experiment::execute(&plan, 1).len())
-        });
-    }
-    g.finish();
+    per_policy(c, "scenarios/bench/protection-64.yaml", "protection_64_replicas_100k", "gateway");
 }
 
 criterion_group!(benches, engine, sweep, llm, routing, protection);

@@ -168,9 +168,7 @@ impl CircuitBreakers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
     use crate::gateway::status::AttemptResult;
-    #[allow(unused_imports)]
     use crate::spec::protection::*;
     use BreakerState::{Closed, HalfOpen, Open};
 

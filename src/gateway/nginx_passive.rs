@@ -254,9 +254,7 @@ impl NginxPassive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
     use crate::gateway::status::AttemptResult;
-    #[allow(unused_imports)]
     use crate::spec::protection::*;
     use crate::time::SimDuration;
     use AttemptResult::{ConnectFailure, Reset, Status, Success, Timeout};

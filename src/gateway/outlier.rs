@@ -585,9 +585,7 @@ pub fn in_panic(healthy: u32, total: u32, healthy_panic_threshold_percent: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
     use crate::gateway::status::AttemptResult;
-    #[allow(unused_imports)]
     use crate::spec::protection::*;
     use AttemptResult::{ConnectFailure, Reset, Status, Success, Timeout};
 

@@ -246,9 +246,6 @@ impl Readiness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::gateway::status::AttemptResult;
-    #[allow(unused_imports)]
     use crate::spec::protection::*;
 
     fn s(x: f64) -> SimTime {

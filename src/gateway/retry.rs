@@ -141,9 +141,7 @@ impl RetryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
     use crate::gateway::status::AttemptResult;
-    #[allow(unused_imports)]
     use crate::spec::protection::*;
     use AttemptResult::{ConnectFailure, Reset, Status, Success, Timeout};
 

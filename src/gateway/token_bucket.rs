@@ -242,9 +242,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::gateway::status::AttemptResult;
-    #[allow(unused_imports)]
     use crate::spec::protection::*;
 
     fn ms(m: u64) -> SimTime {

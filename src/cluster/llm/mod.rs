@@ -625,12 +625,10 @@ impl LlmReplica {
         Kick::Load(now + self.models[m as usize].cold_start)
     }
 
-    /// The model load started by [`LlmReplica::kick`] is done.
-    pub fn load_done(&mut self, now: SimTime, w: Window, out: &mut Vec<Effect>) -> Kick {
-        let Some(m) = self.loading.take() else { return Kick::Nothing };
-        self.account_kv(now, w);
-        let mrt = &self.models[m as usize];
-        let mut kv = KvCache::new(kv_config(&self.cfg, mrt.capacity_blocks));
+    /// Swaps in an empty KV cache of `capacity_blocks`; with KV events on, every block of the
+    /// old cache is published as removed.
+    fn replace_kv(&mut self, capacity_blocks: u32) {
+        let mut kv = KvCache::new(kv_config(&self.cfg, capacity_blocks));
         if self.kv_events.is_some() {
             kv.enable_events();
             let mut gone = Vec::new();
@@ -641,6 +639,15 @@ impl LlmReplica {
             }
         }
         self.kv = kv;
+    }
+
+    /// The model load started by [`LlmReplica::kick`] is done.
+    pub fn load_done(&mut self, now: SimTime, w: Window, out: &mut Vec<Effect>) -> Kick {
+        let Some(m) = self.loading.take() else { return Kick::Nothing };
+        self.account_kv(now, w);
+        let capacity_blocks = self.models[m as usize].capacity_blocks;
+        self.replace_kv(capacity_blocks);
+        let mrt = &self.models[m as usize];
         self.latency = mrt.latency;
         self.loaded = m;
         self.min_iteration = self.smallest_iteration();
@@ -715,18 +722,7 @@ impl LlmReplica {
         self.first_decode.clear();
         self.prefilling.clear();
         self.chunks.clear();
-        let mrt = &self.models[self.loaded as usize];
-        let mut kv = KvCache::new(kv_config(&self.cfg, mrt.capacity_blocks));
-        if self.kv_events.is_some() {
-            kv.enable_events();
-            let mut gone = Vec::new();
-            self.kv.drain_events(&mut gone);
-            gone.extend(self.kv.all_hashes().map(|h| (h, false)));
-            if let Some(e) = &mut self.kv_events {
-                e.append(&mut gone);
-            }
-        }
-        self.kv = kv;
+        self.replace_kv(self.models[self.loaded as usize].capacity_blocks);
         debug_assert_eq!(self.n_running, 0);
         debug_assert_eq!(self.n_decode, 0);
     }
