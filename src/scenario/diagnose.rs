@@ -127,6 +127,18 @@ pub(super) fn error(file: &str, text: &str, e: &Error, with_location: bool) -> C
     build(file, location.filter(|_| with_location), &path, message, with_location)
 }
 
+/// `e` (an error from validation, which sees parsed values, not text) with the line:column
+/// of its field in `text` when it names one that the text has.
+pub(super) fn with_location(mut e: ConfigError, text: &str) -> ConfigError {
+    if e.location.is_some() || e.path.is_empty() {
+        return e;
+    }
+    if let Some(segs) = parse_path(&e.path) {
+        e.location = locate(text, &segs, &e.message);
+    }
+    e
+}
+
 fn build(
     file: &str,
     location: Option<Location>,

@@ -151,7 +151,14 @@ pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Scenario, 
         hash_input.push('\n');
         hash_input.push_str(kv);
     }
-    let mut s = validate::validate(raw, file)?;
+    let mut s = validate::validate(raw, file).map_err(|e| {
+        // With overrides the value may not come from the text: no location then.
+        if opts.set.is_empty() {
+            diagnose::with_location(e, text)
+        } else {
+            e
+        }
+    })?;
     s.source_hash = crate::rng::fnv1a64(&hash_input);
     s.overrides = opts.set.clone();
     Ok(s)

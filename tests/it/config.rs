@@ -254,7 +254,7 @@ fn cli_bad_input_exits_2_with_one_error_line() {
         (vec!["run", tiny, "--replications", "0", "--out", out], vec!["--replications".into()]),
         (
             vec!["run", negative_rate, "--out", out],
-            vec!["negative_rate.yaml: workload[0].arrival.rate_per_s".into()],
+            vec!["negative_rate.yaml:".into(), ": workload[0].arrival.rate_per_s = ".into()],
         ),
     ];
     for (args, wants) in &cases {

@@ -156,8 +156,12 @@ fn bad_checks_are_load_errors_naming_the_entry_and_column() {
         let e = load_with_checks(checks).expect_err(want);
         let msg = e.to_string();
         assert_eq!(e.path, *path, "{msg}");
+        // The line:column of the check in the file, then the column inside the expression.
+        let loc = e.location.as_ref().expect("located in the text");
+        let entry: usize = path["checks[".len()..path.len() - 1].parse().expect("index");
+        assert_eq!(loc.line, BASE.lines().count() + 2 + entry, "{msg}");
         assert!(
-            msg.starts_with(&format!("<lab>: {path}: {want}")),
+            msg.starts_with(&format!("<lab>:{}:{}: {path}: {want}", loc.line, loc.column)),
             "{msg:?} should start with {want:?}"
         );
         assert!(!msg.contains('\n'), "not one line: {msg:?}");
