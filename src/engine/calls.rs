@@ -26,7 +26,7 @@ use crate::gateway::status::AttemptResult;
 use crate::gateway::{Admission, AdmitRequest, Route};
 use crate::metrics::Outcome;
 use crate::policy::routing::{Completion, FirstToken, RequestView};
-use crate::time::SimDuration;
+use crate::time::{SimDuration, SimTime};
 
 /// The outcome a failed attempt leaves its call with when it is not retried.
 pub(super) fn outcome_of(r: AttemptResult) -> Outcome {
@@ -58,20 +58,22 @@ impl Sim<'_> {
     /// Admission at the call's gateway instance.
     pub(super) fn admit(&mut self, idx: u32) {
         if !self.gateway.admission_on() {
-            self.tally.admitted += 1;
+            self.count_admitted(idx);
             return self.dispatch(idx);
         }
         let info = self.calls.slot(idx).info;
+        self.calls.slot_mut(idx).info.rate_delayed = false;
         let k = &self.sc.classes[info.class as usize];
         let req = AdmitRequest {
             class: info.class,
             model: info.model,
             input_tokens: info.draws.prompt_tokens,
+            rate_limited: info.rate_delayed,
             priority: k.tier.priority,
         };
         match self.gateway.admit(info.gateway, &req, &self.cluster, self.now) {
             Admission::Go { model } => {
-                self.tally.admitted += 1;
+                self.count_admitted(idx);
                 self.calls.slot_mut(idx).info.token = self.gateway.has_bucket(info.gateway);
                 self.apply_downgrade(idx, model);
                 self.dispatch(idx);
@@ -81,9 +83,11 @@ impl Sim<'_> {
                 self.gateway_enqueue(idx);
             }
             Admission::Delay(d) => {
-                self.tally.admitted += 1;
+                // After the delay the rest of admission (shedding, downgrade, concurrency)
+                // still applies.
                 let c = &mut self.calls.slot_mut(idx).info;
                 c.state = CallState::Waiting;
+                c.rate_delayed = true;
                 let h = self.calls.handle(idx);
                 self.queue.push(self.now + d, Event::Retry { call: h });
             }
@@ -91,6 +95,15 @@ impl Sim<'_> {
                 self.rec.gateway_rejected += 1;
                 self.end_call(idx, Outcome::Rejected, 0);
             }
+        }
+    }
+
+    /// Counts the call as admitted once, however often it passes admission again.
+    fn count_admitted(&mut self, idx: u32) {
+        let c = &mut self.calls.slot_mut(idx).info;
+        if !c.admitted {
+            c.admitted = true;
+            self.tally.admitted += 1;
         }
     }
 
@@ -141,7 +154,8 @@ impl Sim<'_> {
     /// Sends queued calls of gateway `g` while it has room.
     #[inline]
     pub(super) fn pump_gateway(&mut self, g: u16) {
-        if self.pumping || !self.gateway.admission_on() || !self.gateway.has_queue(g) {
+        if self.pumping || self.closed || !self.gateway.admission_on() || !self.gateway.has_queue(g)
+        {
             return;
         }
         self.pumping = true;
@@ -149,9 +163,13 @@ impl Sim<'_> {
             let h = CallRef { idx, gen };
             let live = self.calls.get(h).is_some_and(|c| c.info.state == CallState::GatewayQueued);
             if !live {
+                // Its bucket token was taken by the dequeue: give it back.
+                if self.gateway.has_bucket(g) {
+                    self.gateway.call_ended(g, self.now);
+                }
                 continue;
             }
-            self.tally.admitted += 1;
+            self.count_admitted(idx);
             self.calls.slot_mut(idx).info.token = self.gateway.has_bucket(g);
             self.apply_downgrade(idx, model);
             self.dispatch(idx);
@@ -167,14 +185,24 @@ impl Sim<'_> {
     pub(super) fn on_gateway_deadline(&mut self, g: u16) {
         loop {
             let calls = &self.calls;
-            let stale = |slot: u32, gen: u32| {
+            // An entry from an earlier stay in the queue is dead too: the timeout counts
+            // from the latest enqueue.
+            let stale = |start: SimTime, slot: u32, gen: u32| {
                 let c = calls.slot(slot);
-                c.info.gen != gen || c.info.state != CallState::GatewayQueued
+                c.info.gen != gen
+                    || c.info.state != CallState::GatewayQueued
+                    || c.info.queued_at != start
             };
             let Some((slot, _)) = self.deadlines.gateway[g as usize].pop_due(self.now, stale)
             else {
                 break;
             };
+            debug_assert!(
+                self.deadlines.gateway[g as usize]
+                    .after
+                    .is_some_and(|t| self.now - self.calls.slot(slot).info.queued_at >= t),
+                "a queue timeout before its time"
+            );
             let h = self.calls.handle(slot);
             self.gateway.unqueue(g, (h.idx, h.gen));
             self.rec.gateway_rejected += 1;
@@ -215,8 +243,13 @@ impl Sim<'_> {
         let tried: &[u32] = if avoid { &self.calls.slot(idx).tried } else { &[] };
         let route = self.gateway.route(g, &view, tried, &self.cluster, self.now, measured);
         if info.live > 0 && !matches!(route, Route::To(_)) {
-            // A hedge found nowhere to go: the attempt in flight carries on alone.
-            self.drop_retry_slot(idx);
+            // A hedge found nowhere to go: the attempts in flight carry on alone, and the slot
+            // taken for the hedge is given back.
+            let info = &mut self.calls.slot_mut(idx).info;
+            if info.retries_held > 0 {
+                info.retries_held -= 1;
+                self.gateway.retry_ended(g);
+            }
             return;
         }
         match route {
@@ -332,12 +365,13 @@ impl Sim<'_> {
         call.attempts_live.retain(|&x| x != h);
     }
 
+    /// Releases every retry slot call `idx` holds.
     fn drop_retry_slot(&mut self, idx: u32) {
         let info = &mut self.calls.slot_mut(idx).info;
-        if info.retry_held {
-            info.retry_held = false;
-            let (g, class) = (info.gateway, info.class);
-            self.gateway.retry_ended(g, class);
+        let (g, held) = (info.gateway, info.retries_held);
+        info.retries_held = 0;
+        for _ in 0..held {
+            self.gateway.retry_ended(g);
         }
     }
 
@@ -370,9 +404,9 @@ impl Sim<'_> {
             .expect("may_retry checked the policy");
         let k = u32::from(info.attempts);
         let wait = self.gateway.backoff(info.gateway, k, &p.backoff);
-        self.gateway.retry_started(info.gateway, info.class);
+        self.gateway.retry_started(info.gateway);
         let c = &mut self.calls.slot_mut(idx).info;
-        c.retry_held = true;
+        c.retries_held += 1;
         c.state = CallState::Waiting;
         let h = self.calls.handle(idx);
         self.queue.push(self.now + wait, Event::Retry { call: h });
@@ -380,8 +414,10 @@ impl Sim<'_> {
 
     /// A call's backoff or admission delay is over.
     pub(super) fn on_retry(&mut self, h: CallRef) {
-        if self.calls.get(h).is_some_and(|c| c.info.state == CallState::Waiting) {
-            self.dispatch(h.idx);
+        match self.calls.get(h).map(|c| (c.info.state, c.info.rate_delayed)) {
+            Some((CallState::Waiting, true)) => self.admit(h.idx),
+            Some((CallState::Waiting, false)) => self.dispatch(h.idx),
+            _ => {}
         }
     }
 
@@ -433,7 +469,7 @@ impl Sim<'_> {
     /// The one place a call ends: records its outcome and latencies, frees it, continues its
     /// session. Its attempts must already be released.
     pub(super) fn end_call(&mut self, idx: u32, outcome: Outcome, generated: u32) {
-        if self.calls.slot(idx).info.retry_held {
+        if self.calls.slot(idx).info.retries_held > 0 {
             self.drop_retry_slot(idx);
         }
         let info = self.calls.remove(idx);

@@ -50,14 +50,16 @@ impl Fifo {
         Some(at)
     }
 
-    /// The head if it is due at `now` or `stale` says it is dead; pops it.
+    /// The head if it is due at `now`; pops it. Heads `stale(start, slot, gen)` calls dead
+    /// (`start`: when the entry was pushed) are dropped on the way.
     pub fn pop_due(
         &mut self,
         now: SimTime,
-        stale: impl Fn(u32, u32) -> bool,
+        stale: impl Fn(SimTime, u32, u32) -> bool,
     ) -> Option<(u32, u32)> {
+        let after = self.after.unwrap_or(SimDuration(0));
         while let Some(&(at, slot, gen)) = self.entries.front() {
-            if stale(slot, gen) {
+            if stale(SimTime(at.0 - after.0), slot, gen) {
                 self.entries.pop_front();
                 continue;
             }
@@ -125,12 +127,12 @@ mod tests {
         assert_eq!(f.push(SimTime(3), 1, 0), None, "already armed");
         assert_eq!(f.push(SimTime(5), 2, 0), None);
         // Slot 0 ended before its deadline: it is skipped, slot 1 is not due yet at 10.
-        assert_eq!(f.pop_due(SimTime(10), |s, _| s == 0), None);
+        assert_eq!(f.pop_due(SimTime(10), |_, s, _| s == 0), None);
         assert_eq!(f.rearm(), Some(SimTime(13)));
-        assert_eq!(f.pop_due(SimTime(13), |_, _| false), Some((1, 0)));
-        assert_eq!(f.pop_due(SimTime(13), |_, _| false), None);
+        assert_eq!(f.pop_due(SimTime(13), |_, _, _| false), Some((1, 0)));
+        assert_eq!(f.pop_due(SimTime(13), |_, _, _| false), None);
         assert_eq!(f.rearm(), Some(SimTime(15)));
-        assert_eq!(f.pop_due(SimTime(15), |_, _| false), Some((2, 0)));
+        assert_eq!(f.pop_due(SimTime(15), |_, _, _| false), Some((2, 0)));
         assert_eq!(f.rearm(), None);
         assert_eq!(f.push(SimTime(20), 3, 0), Some(SimTime(30)), "re-armed when empty");
         assert_eq!(Fifo::new(None).push(SimTime(0), 0, 0), None, "not configured");

@@ -220,6 +220,8 @@ pub struct Sim<'a> {
     exclusions: Vec<(SimTime, u32)>,
     /// Inside [`Sim::pump_gateway`] (it does not re-enter).
     pumping: bool,
+    /// The drain deadline passed: no more dispatches.
+    closed: bool,
 }
 
 /// `CallInfo::session` of a request outside any session.
@@ -361,6 +363,7 @@ impl<'a> Sim<'a> {
             timers: Vec::new(),
             exclusions: Vec::new(),
             pumping: false,
+            closed: false,
         };
         for (t, track) in first_faults {
             sim.queue.push(t, Event::Fault { track });
@@ -569,8 +572,13 @@ impl<'a> Sim<'a> {
     }
 
     fn on_drain_deadline(&mut self) {
+        // The run is over: nothing is dispatched from a gateway queue any more (ending a call
+        // frees a concurrency token), so every call still live ends `unfinished`, once.
+        self.closed = true;
         for h in self.calls.live_refs() {
-            self.end_call_cancelling(h.idx, Outcome::Unfinished);
+            if self.calls.get(h).is_some() {
+                self.end_call_cancelling(h.idx, Outcome::Unfinished);
+            }
         }
     }
 

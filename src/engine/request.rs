@@ -250,9 +250,13 @@ pub struct CallInfo {
     pub start: SimTime,
     /// Whether an attempt started service.
     pub started: bool,
-    /// Holds one of its gateway's concurrent-retry slots (from scheduling a retry until that
-    /// retry ends).
-    pub retry_held: bool,
+    /// Concurrent-retry slots of its gateway it holds (a retry holds one from its scheduling
+    /// until the call's first token or its last attempt's end; hedges one each).
+    pub retries_held: u8,
+    /// Waiting out a rate limiter's delay (then admission continues after the limiter).
+    pub rate_delayed: bool,
+    /// Counted as admitted (once, however often it is queued again).
+    pub admitted: bool,
     /// Holds a token of its gateway's concurrency bucket (returned when it ends).
     pub token: bool,
 }
@@ -327,7 +331,9 @@ impl Calls {
                         first_token: SimTime::ZERO,
                         start: SimTime::ZERO,
                         started: false,
-                        retry_held: false,
+                        retries_held: 0,
+                        rate_delayed: false,
+                        admitted: false,
                         token: false,
                     },
                     trace_hashes: Vec::new(),
@@ -359,7 +365,9 @@ impl Calls {
             first_token: SimTime::ZERO,
             start: SimTime::ZERO,
             started: false,
-            retry_held: false,
+            retries_held: 0,
+            rate_delayed: false,
+            admitted: false,
             token: false,
         };
         c.trace_hashes.clear();

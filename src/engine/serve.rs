@@ -259,6 +259,10 @@ impl Sim<'_> {
     fn apply_effect(&mut self, r: u32, e: Effect) {
         let now = self.now;
         match e {
+            // An effect of the same iteration may have withdrawn this attempt already (a
+            // hedged sibling's first token cancels it): then it is stale.
+            Effect::Started { req } if self.slab.get(req).is_none() => {}
+            Effect::FirstToken { req, .. } if self.slab.get(req).is_none() => {}
             Effect::Started { req } => {
                 let a = self.slab.get_mut(req);
                 a.phase = Phase::InService;
@@ -296,7 +300,7 @@ impl Sim<'_> {
     pub(super) fn on_deadline(&mut self, class: u16, kind: u8) {
         loop {
             let (calls, slab) = (&self.calls, &self.slab);
-            let stale = |slot: u32, gen: u32| -> bool {
+            let stale = |_: SimTime, slot: u32, gen: u32| -> bool {
                 if kind == PER_TRY {
                     let a = slab.get(ReqRef { idx: slot, gen });
                     return a.is_none_or(|a| a.has_first_token || a.phase == Phase::Failing);
@@ -328,14 +332,17 @@ impl Sim<'_> {
         let info = self.calls.slot(idx).info;
         let p = self.policy.gateway.retries_for(&self.sc.classes[info.class as usize].client);
         if p.is_some_and(|p| p.hedge_on_per_try_timeout) {
+            // Envoy hedges on every per-try timeout while attempts and retry slots last.
             let hedge = p.is_some_and(|p| u32::from(info.attempts) < p.max_attempts)
-                && !info.retry_held
+                && info.retries_held < u8::MAX
                 && self.gateway.may_retry(info.gateway, info.class);
             if hedge {
-                self.gateway.retry_started(info.gateway, info.class);
-                self.calls.slot_mut(idx).info.retry_held = true;
-                self.rec.hedges += 1;
+                self.gateway.retry_started(info.gateway);
+                self.calls.slot_mut(idx).info.retries_held += 1;
                 self.dispatch(idx);
+                if self.calls.slot(idx).info.attempts > info.attempts {
+                    self.rec.hedges += 1;
+                }
             }
             return;
         }

@@ -51,6 +51,9 @@ pub struct AdmitRequest {
     pub model: u16,
     /// Prompt tokens (the cost of an `input_tokens` rate limit).
     pub input_tokens: u32,
+    /// It already passed the rate limiter, after the delay it imposed (`limit_req` without
+    /// `nodelay`): admission continues from the next step.
+    pub rate_limited: bool,
     /// Tier priority (< 0: sheddable).
     pub priority: i32,
 }
@@ -125,10 +128,11 @@ pub(super) fn should_downgrade(
     waiting: &[u32],
     kv_util: &[f32],
     age: SimDuration,
+    down: impl Fn(u32) -> bool,
 ) -> bool {
-    let by_sat = cfg
-        .saturation_above
-        .is_some_and(|th| pool_saturation(&cfg.detector, candidates, waiting, kv_util, age) >= th);
+    let by_sat = cfg.saturation_above.is_some_and(|th| {
+        pool_saturation(&cfg.detector, candidates, waiting, kv_util, age, down) >= th
+    });
     let by_queue = cfg.queue_above.is_some_and(|th| {
         !candidates.is_empty()
             && candidates.iter().map(|&r| f64::from(waiting[r as usize])).sum::<f64>()

@@ -25,7 +25,7 @@
 
 use super::active_health::{ActiveHealth, ProbeResult};
 use super::circuit_breaker::CircuitBreakers;
-use super::nginx_passive::NginxPassive;
+use super::nginx_passive::{NginxPassive, Phase};
 use super::outlier::{in_panic, Change, OutlierDetector};
 use super::status::AttemptResult;
 use super::{Timer, TimerKind};
@@ -202,15 +202,31 @@ impl Health {
         };
         let primary = listed(base);
         let mut ok = healthy(&primary);
+        // The priority traffic goes to: the primaries while one is healthy, else the backups
+        // while one of them is.
+        let mut from = primary;
+        let mut total_health = 0;
+        if self.envoy {
+            // Envoy's normalized total health over priorities: Σ min(100, 140·healthy/total),
+            // capped at 100; at 100 no priority is in panic.
+            total_health = priority_health(ok.len(), from.len());
+        }
         if ok.is_empty() {
-            ok = healthy(&listed(backup));
+            let backups = listed(backup);
+            let healthy_backups = healthy(&backups);
+            if !healthy_backups.is_empty() {
+                total_health += priority_health(healthy_backups.len(), backups.len());
+                ok = healthy_backups;
+                from = backups;
+            }
         }
         if self.envoy
-            && !primary.is_empty()
-            && ok.len() < primary.len()
-            && in_panic(ok.len() as u32, primary.len() as u32, self.panic_percent)
+            && !from.is_empty()
+            && ok.len() < from.len()
+            && total_health < 100
+            && in_panic(ok.len() as u32, from.len() as u32, self.panic_percent)
         {
-            ok = primary;
+            ok = from;
         }
         let fresh: Vec<u32> =
             ok.iter().copied().filter(|&r| mask[r as usize] & DEGRADED == 0).collect();
@@ -240,18 +256,26 @@ impl Health {
         }
     }
 
-    /// An attempt to `r` ended with `result`; `will_retry`: it goes to another try.
+    /// An attempt to `r` ended with `result` in `phase` (after the header: it had streamed a
+    /// first token); `will_retry`: it goes to another try.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_result(
         &mut self,
         r: u32,
         result: AttemptResult,
+        phase: Phase,
         will_retry: bool,
         now: SimTime,
         timers: &mut Vec<(SimTime, Timer)>,
         g: u16,
     ) {
         if let Some(p) = &mut self.passive {
-            p.on_result(r, result, will_retry, now);
+            // nginx hands a status to `ngx_http_upstream_next` (which counts it) only when it
+            // would move on: another try left and the status listed in `proxy_next_upstream`
+            // (with `non_idempotent`, since the POST was sent). The tries themselves follow the
+            // retry policy.
+            let next = will_retry && phase == Phase::BeforeHeader && p.passes_to_next(result, true);
+            p.on_result_in(r, result, phase, next, now);
             self.sync_passive(r, now, timers, g);
         }
         if let Some(o) = &mut self.outlier {
@@ -402,6 +426,16 @@ pub(super) fn list_epoch(list: &[u32]) -> u64 {
     h | (1 << 63)
 }
 
+/// One priority's share of Envoy's normalized health: `min(100, 140·healthy/total)` (integer
+/// percent, overprovisioning factor 1.4); 0 for an empty priority.
+fn priority_health(healthy: usize, total: usize) -> u64 {
+    if total == 0 {
+        0
+    } else {
+        (140 * healthy as u64 / total as u64).min(100)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +495,35 @@ mod tests {
         h.set(5, OUTLIER, false, SimTime::ZERO);
         let Candidates::List(l, _) = h.candidates(0, &base, &[], 1) else { panic!() };
         assert_eq!(l, &[5, 6, 7, 8, 9]);
+        // Backups as Envoy's priority 1: with every primary ejected and the one backup
+        // healthy, normalized health is min(100, 0 + 140) = 100: no panic, all to the backup
+        // (not back to the ejected primaries).
+        let mut c = cfg();
+        c.outlier = Some(Default::default());
+        let mut h = Health::new(&c, 7, 0, 1, 1);
+        for r in 0..4 {
+            h.set(r, OUTLIER, true, SimTime::ZERO);
+        }
+        let Candidates::List(l, _) = h.candidates(0, &[0, 1, 2, 3], &[4], 1) else { panic!() };
+        assert_eq!(l, &[4]);
+        // One backup of three healthy: health 46 < 100 and 33% < 50: panic within the
+        // backups, all three.
+        let Candidates::List(l, _) = h.candidates(0, &[0, 1, 2, 3], &[4, 5, 6], 1) else {
+            panic!()
+        };
+        assert_eq!(l, &[4]);
+        h.set(5, OUTLIER, true, SimTime::ZERO);
+        h.set(6, OUTLIER, true, SimTime::ZERO);
+        let Candidates::List(l, _) = h.candidates(0, &[0, 1, 2, 3], &[4, 5, 6], 1) else {
+            panic!()
+        };
+        assert_eq!(l, &[4, 5, 6]);
+        // Nothing healthy anywhere: panic over the primaries.
+        h.set(4, OUTLIER, true, SimTime::ZERO);
+        let Candidates::List(l, _) = h.candidates(0, &[0, 1, 2, 3], &[4, 5, 6], 1) else {
+            panic!()
+        };
+        assert_eq!(l, &[0, 1, 2, 3]);
         // nginx alone never panics.
         let mut c = cfg();
         c.passive = Some(NginxPassiveParams::default());

@@ -55,6 +55,7 @@ use admission::{AdmissionState, Downgrade};
 pub use health::ProbeAnswer;
 use health::{Candidates, Health, OFF_ENDPOINT};
 use kv_index::KvEventIndex;
+use nginx_passive::Phase;
 use readiness::Readiness;
 use retry::RetryLimiter;
 use status::AttemptResult;
@@ -159,7 +160,10 @@ struct Gateway {
     scrape: Option<Scrape>,
     health: Health,
     adm: AdmissionState,
+    /// Per class, the limit of its retry policy.
     retry: Vec<Option<RetryLimiter>>,
+    /// Retries open at this instance, over every class.
+    open_retries: u32,
     backoff_rng: Stream,
 }
 
@@ -274,6 +278,7 @@ impl Gateways {
                     .iter()
                     .map(|k| cfg.retries_for(&k.client).map(RetryLimiter::new))
                     .collect(),
+                open_retries: 0,
                 backoff_rng: Stream::new(run_seed, "gateway:backoff", g as u64),
             })
             .collect();
@@ -415,8 +420,10 @@ impl Gateways {
         let cfg = &self.cfg.admission;
         let tenant = self.tenant_of[req.class as usize];
         let gw = &mut self.gws[g as usize];
-        if let Some(a) = gw.adm.rate_limit(cfg, tenant, req.input_tokens, now) {
-            return a;
+        if !req.rate_limited {
+            if let Some(a) = gw.adm.rate_limit(cfg, tenant, req.input_tokens, now) {
+                return a;
+            }
         }
         let (waiting, kv, age) = match &gw.scrape {
             Some(s) => (&s.queued[..], &s.kv_util[..], now - s.at),
@@ -425,7 +432,10 @@ impl Gateways {
         if let Some(spec) = &cfg.shed {
             if req.priority < 0 {
                 let (cands, _, _) = cluster.candidates_for_model(req.model);
-                if saturation::pool_saturation(spec, cands, waiting, kv, age) >= 1.0 {
+                if saturation::pool_saturation(spec, cands, waiting, kv, age, |r| {
+                    cluster.is_down(r)
+                }) >= 1.0
+                {
                     return Admission::Reject(429);
                 }
             }
@@ -434,7 +444,9 @@ impl Gateways {
         if let (Some(d), Some(spec)) = (self.downgrade, &cfg.downgrade) {
             if req.model == d.from {
                 let (cands, _, _) = cluster.candidates_for_model(d.from);
-                if admission::should_downgrade(spec, cands, waiting, kv, age) {
+                if admission::should_downgrade(spec, cands, waiting, kv, age, |r| {
+                    cluster.is_down(r)
+                }) {
                     model = Some(d.to);
                 }
             }
@@ -673,32 +685,37 @@ impl Gateways {
         self.global_in_flight[done.replica as usize] -= 1;
         gw.router.on_complete(done);
         if let Some(res) = result.filter(|_| self.result_feedback) {
-            gw.health.on_result(done.replica, res, will_retry, now, &mut self.timers, g);
+            let phase = match done.first_token {
+                Some(_) => Phase::AfterHeader,
+                None => Phase::BeforeHeader,
+            };
+            gw.health.on_result(done.replica, res, phase, will_retry, now, &mut self.timers, g);
             self.note_exclusions(g);
         }
     }
 
     // -- Retries --------------------------------------------------------------------------
 
-    /// Whether instance `g`'s retry limiter lets a request of `class` retry now.
+    /// Whether a request of `class` may retry now at instance `g`: the retries open there
+    /// (over every class) against the limit of the class's policy.
     pub fn may_retry(&self, g: u16, class: u16) -> bool {
         let gw = &self.gws[g as usize];
         let pending = gw.adm.queue.as_ref().map_or(0, |q| q.len() as u32);
-        gw.retry[class as usize].as_ref().is_some_and(|l| l.may_retry(gw.active, pending))
+        gw.retry[class as usize]
+            .as_ref()
+            .is_some_and(|l| l.may_retry(gw.open_retries, gw.active, pending))
     }
 
-    /// A retry of a request of `class` holds one of instance `g`'s retry slots.
-    pub fn retry_started(&mut self, g: u16, class: u16) {
-        if let Some(l) = &mut self.gws[g as usize].retry[class as usize] {
-            l.retry_started();
-        }
+    /// A retry holds one of instance `g`'s retry slots.
+    pub fn retry_started(&mut self, g: u16) {
+        self.gws[g as usize].open_retries += 1;
     }
 
     /// That retry is over.
-    pub fn retry_ended(&mut self, g: u16, class: u16) {
-        if let Some(l) = &mut self.gws[g as usize].retry[class as usize] {
-            l.retry_ended();
-        }
+    pub fn retry_ended(&mut self, g: u16) {
+        let gw = &mut self.gws[g as usize];
+        debug_assert!(gw.open_retries > 0, "retry_ended without retry_started");
+        gw.open_retries = gw.open_retries.saturating_sub(1);
     }
 
     /// The jittered backoff before retry number `k`, from instance `g`'s stream.
@@ -828,12 +845,7 @@ impl Gateways {
             .map(|&x| u64::from(x))
             .sum();
         let active: u64 = self.gws.iter().map(|g| u64::from(g.active)).sum();
-        let retries: u64 = self
-            .gws
-            .iter()
-            .flat_map(|g| g.retry.iter().flatten())
-            .map(|l| u64::from(l.active_retries()))
-            .sum();
+        let retries: u64 = self.gws.iter().map(|g| u64::from(g.open_retries)).sum();
         let queued: u64 = self
             .gws
             .iter()

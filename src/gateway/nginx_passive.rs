@@ -10,7 +10,9 @@
 //!   `timeout` are not listed (the `proxy_next_upstream` docs agree: those cases always count
 //!   as unsuccessful attempts). An HTTP status reaches `ngx_http_upstream_next` only from
 //!   `ngx_http_upstream_test_next`, i.e. only when `tries > 1` and the status is listed (and,
-//!   for a POST already sent, `non_idempotent` is listed): that is the engine's `will_retry`.
+//!   for a POST already sent, `non_idempotent` is listed): the engine's `will_retry` (its
+//!   retry policy has another try) and [`NginxPassive::passes_to_next`]. The tries themselves
+//!   follow the scenario's retry policy, not `proxy_next_upstream`.
 //!   Otherwise the response is delivered and `ngx_http_upstream_finalize_request` frees the
 //!   peer with state 0 — the **success** path. A delivered 500 therefore does not just go
 //!   uncounted: like any success it clears `fails` when `accessed < checked`.

@@ -45,11 +45,9 @@
 //! outcome is evaluated (its response headers, i.e. first token, or its reset or per-try
 //! timeout: the next `shouldRetry` call starts with `resetRetry`, which decrements), or until
 //! the request is torn down (retry state destroyed: success, global timeout, client gone). The
-//! engine calls [`RetryLimiter::retry_started`] and [`RetryLimiter::retry_ended`] at those
-//! points.
+//! engine calls `Gateways::retry_started` and `Gateways::retry_ended` at those points; the open retries are counted per gateway instance over all classes.
 //!
-//! Invariants: [`RetryLimiter::active_retries`] equals starts minus ends and never underflows;
-//! every backoff of retry `k` lies in `[0, ceiling_k)` ms.
+//! Invariant: every backoff of retry `k` lies in `[0, ceiling_k)` ms.
 //!
 //! Sources (read for facts, no code copied): envoyproxy/envoy
 //! `source/common/router/retry_state_impl.cc` (`shouldRetry`, `resetRetry`,
@@ -86,18 +84,19 @@ pub fn backoff(k: u32, p: &BackoffParams, rng: &mut Stream) -> SimDuration {
     SimDuration::from_millis(rng.next_u64() % ceiling)
 }
 
-/// Concurrent-retry admission for one gateway instance: the retry budget or max_retries.
+/// The concurrent-retry limit of one class's retry policy (the retry budget or max_retries).
+/// The retries it is compared with are counted per gateway instance over every class, as
+/// Envoy counts them per cluster and proxy, not per route.
 #[derive(Debug, Clone)]
 pub struct RetryLimiter {
     budget: Option<BudgetParams>,
     max_retries: u32,
-    active: u32,
 }
 
 impl RetryLimiter {
-    /// A limiter with no retry open.
+    /// The limit of retry policy `p`.
     pub fn new(p: &RetryParams) -> RetryLimiter {
-        RetryLimiter { budget: p.budget.clone(), max_retries: p.max_retries, active: 0 }
+        RetryLimiter { budget: p.budget.clone(), max_retries: p.max_retries }
     }
 
     /// The concurrent-retry limit with `active_requests` in flight and `pending_requests`
@@ -115,26 +114,15 @@ impl RetryLimiter {
         }
     }
 
-    /// Whether one more retry may start, with `active_requests` requests in flight and
-    /// `pending_requests` queued at this gateway.
-    pub fn may_retry(&self, active_requests: u32, pending_requests: u32) -> bool {
-        u64::from(self.active) < self.limit(active_requests, pending_requests)
-    }
-
-    /// A retry was scheduled (before its backoff): it counts toward concurrent retries.
-    pub fn retry_started(&mut self) {
-        self.active += 1;
-    }
-
-    /// The retry attempt ended (or was abandoned).
-    pub fn retry_ended(&mut self) {
-        debug_assert!(self.active > 0, "retry_ended without retry_started");
-        self.active = self.active.saturating_sub(1);
-    }
-
-    /// Retries open now.
-    pub fn active_retries(&self) -> u32 {
-        self.active
+    /// Whether one more retry may start with `open_retries` open at the gateway,
+    /// `active_requests` requests in flight and `pending_requests` queued there.
+    pub fn may_retry(
+        &self,
+        open_retries: u32,
+        active_requests: u32,
+        pending_requests: u32,
+    ) -> bool {
+        u64::from(open_retries) < self.limit(active_requests, pending_requests)
     }
 }
 
@@ -303,28 +291,18 @@ mod tests {
         assert_eq!(l.limit(20, 0), 4);
         assert_eq!(l.limit(10, 10), 4, "pending requests count too");
         // Admission is `open < limit`.
-        let mut l = RetryLimiter::new(&p);
-        for _ in 0..3 {
-            assert!(l.may_retry(10, 0));
-            l.retry_started();
-        }
-        assert!(!l.may_retry(10, 0));
-        assert!(l.may_retry(20, 0), "the limit grows with load");
-        l.retry_ended();
-        assert!(l.may_retry(10, 0));
-        assert_eq!(l.active_retries(), 2);
+        assert!(l.may_retry(2, 10, 0));
+        assert!(!l.may_retry(3, 10, 0));
+        assert!(l.may_retry(3, 20, 0), "the limit grows with load");
     }
 
     #[test]
     fn max_retries_without_budget() {
-        let mut l = RetryLimiter::new(&RetryParams::default());
-        for _ in 0..3 {
-            assert!(l.may_retry(1000, 1000));
-            l.retry_started();
-        }
-        assert!(!l.may_retry(1000, 1000), "max_retries 3 ignores load");
+        let l = RetryLimiter::new(&RetryParams::default());
+        assert!(l.may_retry(2, 1000, 1000));
+        assert!(!l.may_retry(3, 1000, 1000), "max_retries 3 ignores load");
         assert_eq!(l.limit(0, 0), 3);
         let none = RetryLimiter::new(&RetryParams { max_retries: 0, ..Default::default() });
-        assert!(!none.may_retry(0, 0));
+        assert!(!none.may_retry(0, 0, 0));
     }
 }

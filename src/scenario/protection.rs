@@ -248,8 +248,6 @@ struct RawShed {
     kv_cache_util_threshold: f64,
     #[serde(default = "two_hundred")]
     metrics_staleness_threshold_ms: f64,
-    #[serde(default)]
-    headroom: f64,
 }
 
 fn five() -> f64 {
@@ -276,14 +274,10 @@ impl RawShed {
         if !(ms.is_finite() && ms >= 0.0) {
             return Err(format!("metrics_staleness_threshold_ms = {}: must be >= 0", num(ms)));
         }
-        if !(self.headroom.is_finite() && self.headroom >= 0.0) {
-            return Err(format!("headroom = {}: must be >= 0", num(self.headroom)));
-        }
         Ok(ShedSpec {
             queue_depth_threshold: self.queue_depth_threshold,
             kv_cache_util_threshold: self.kv_cache_util_threshold,
             metrics_staleness_threshold: SimDuration::from_secs_f64(ms / 1000.0),
-            headroom: self.headroom,
         })
     }
 }

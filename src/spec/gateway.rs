@@ -167,7 +167,9 @@ pub struct QueueSpec {
     pub by_priority: bool,
 }
 
-/// The GIE saturation detector (defaults: queue 5, KV 0.8, staleness 200 ms, headroom 0).
+/// The GIE saturation detector as an admission check (defaults: queue 5, KV 0.8, staleness
+/// 200 ms). GIE's `headroom` widens the thresholds only where the detector filters endpoints,
+/// which routelab does not model, so it is not a key here.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShedSpec {
     /// Waiting requests at which an endpoint counts as saturated.
@@ -176,8 +178,6 @@ pub struct ShedSpec {
     pub kv_cache_util_threshold: f64,
     /// Metrics older than this count as saturated.
     pub metrics_staleness_threshold: SimDuration,
-    /// Extra room above the thresholds (a fraction).
-    pub headroom: f64,
 }
 
 impl Default for ShedSpec {
@@ -186,7 +186,6 @@ impl Default for ShedSpec {
             queue_depth_threshold: 5.0,
             kv_cache_util_threshold: 0.8,
             metrics_staleness_threshold: SimDuration::from_millis(200),
-            headroom: 0.0,
         }
     }
 }

@@ -13,5 +13,6 @@ mod llm_invariants;
 mod policies;
 mod prefix_cache;
 mod protection;
+mod protection_edges;
 mod queueing;
 mod sweeps;
