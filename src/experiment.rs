@@ -3,7 +3,7 @@
 //!
 //! Each run is independent and single-threaded; rayon spreads runs over threads and the
 //! indexed `collect` returns results in plan order, which is the output order
-//! `(file, cell, policy, replication)`. So output is identical for any thread count. A plan
+//! `(file, cell, policy, autoscaler, replication)`. So output is identical for any thread count. A plan
 //! can be cut into shards (`--shard I/N`: every N-th run starting at I) whose results merge
 //! back into exactly the rows of the whole plan. A failed run becomes a [`RunError`] with its
 //! seed and a command that reproduces it; the other runs' rows are kept.
@@ -22,6 +22,8 @@ pub struct RunSpec {
     pub scenario: usize,
     /// Index into that scenario's policies.
     pub policy: usize,
+    /// Index into that scenario's autoscalers.
+    pub autoscaler: usize,
     /// Replication index.
     pub replication: u32,
 }
@@ -31,7 +33,7 @@ pub struct RunSpec {
 pub struct Plan {
     /// Validated scenarios, one per (file, sweep cell), in file then cell order.
     pub scenarios: Vec<Scenario>,
-    /// Runs in (file, cell, policy, replication) order.
+    /// Runs in (file, cell, policy, autoscaler, replication) order.
     pub runs: Vec<RunSpec>,
     /// Replication indices run per scenario.
     pub replications: Vec<Vec<u32>>,
@@ -56,8 +58,10 @@ pub fn plan(scenarios: Vec<Scenario>, only_replication: Option<u32>) -> Plan {
             None => (0..s.replications).collect(),
         };
         for pi in 0..s.policies.len() {
-            for &r in &reps {
-                runs.push(RunSpec { scenario: si, policy: pi, replication: r });
+            for ai in 0..s.autoscalers.len() {
+                for &r in &reps {
+                    runs.push(RunSpec { scenario: si, policy: pi, autoscaler: ai, replication: r });
+                }
             }
         }
         replications.push(reps);
@@ -74,7 +78,7 @@ impl Plan {
             cell: sc.cell,
             params: sc.params.clone(),
             policy: sc.policies[spec.policy].label.clone(),
-            autoscaler: "none".to_string(),
+            autoscaler: sc.autoscalers[spec.autoscaler].label.clone(),
             replication: spec.replication,
         }
     }
@@ -119,7 +123,8 @@ pub struct RunResult {
 pub fn execute_one(plan: &Plan, spec: RunSpec) -> Result<RunResult, RunError> {
     let sc = &plan.scenarios[spec.scenario];
     let policy = &sc.policies[spec.policy];
-    match engine::run(sc, policy, spec.replication) {
+    let autoscaler = &sc.autoscalers[spec.autoscaler];
+    match engine::run_scaled(sc, policy, autoscaler, spec.replication) {
         Ok(out) => {
             let key = plan.key(spec);
             Ok(RunResult {

@@ -44,6 +44,40 @@ pub enum Lifecycle {
     Failed,
     /// Restarting and loading its model after a crash; connections are refused.
     Recovering,
+    /// Not provisioned: a slot an autoscaler may fill (no machine, no cost).
+    Off,
+}
+
+impl Lifecycle {
+    /// Every state, in [`Lifecycle::index`] order.
+    pub const ALL: [Lifecycle; 7] = [
+        Lifecycle::Provisioning,
+        Lifecycle::Loading,
+        Lifecycle::Ready,
+        Lifecycle::Draining,
+        Lifecycle::Failed,
+        Lifecycle::Recovering,
+        Lifecycle::Off,
+    ];
+
+    /// Position in [`Lifecycle::ALL`].
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lifecycle::Provisioning => "provisioning",
+            Lifecycle::Loading => "loading",
+            Lifecycle::Ready => "ready",
+            Lifecycle::Draining => "draining",
+            Lifecycle::Failed => "failed",
+            Lifecycle::Recovering => "recovering",
+            Lifecycle::Off => "off",
+        }
+    }
 }
 
 impl Lifecycle {
@@ -61,6 +95,11 @@ pub struct Cluster {
     pub pool_of: Vec<u16>,
     /// Lifecycle state of each replica.
     pub lifecycle: Vec<Lifecycle>,
+    /// When each replica entered its current state.
+    lifecycle_since: Vec<crate::time::SimTime>,
+    /// Nanoseconds each replica spent in each state before its current one
+    /// ([`Lifecycle::index`] order).
+    lifecycle_ns: Vec<[u64; 7]>,
     /// Routing weight of each replica.
     pub weights: Vec<u32>,
     /// Parallel servers of each replica.
@@ -117,6 +156,8 @@ impl Cluster {
         let mut c = Cluster {
             pool_of: Vec::with_capacity(n),
             lifecycle: Vec::with_capacity(n),
+            lifecycle_since: Vec::with_capacity(n),
+            lifecycle_ns: Vec::with_capacity(n),
             weights: Vec::with_capacity(n),
             slots: Vec::with_capacity(n),
             queue_capacity: Vec::with_capacity(n),
@@ -199,6 +240,8 @@ impl Cluster {
                 c.cold_start.push(cold);
                 c.pool_of.push(pi as u16);
                 c.lifecycle.push(Lifecycle::Ready);
+                c.lifecycle_since.push(crate::time::SimTime::ZERO);
+                c.lifecycle_ns.push([0; 7]);
                 c.weights.push(p.weight);
                 c.slots.push(slots);
                 c.gpus.push(tp);
@@ -268,12 +311,30 @@ impl Cluster {
 
     /// Sets replica `r`'s lifecycle state (rebuilding the candidate lists when its endpoint
     /// membership changes).
-    pub fn set_lifecycle(&mut self, r: u32, s: Lifecycle) {
-        let was = self.lifecycle[r as usize].is_endpoint();
+    pub fn set_lifecycle(&mut self, r: u32, s: Lifecycle, now: crate::time::SimTime) {
+        let i = r as usize;
+        let old = self.lifecycle[i];
+        self.lifecycle_ns[i][old.index()] += (now - self.lifecycle_since[i]).as_nanos();
+        self.lifecycle_since[i] = now;
+        let was = old.is_endpoint();
         self.lifecycle[r as usize] = s;
         if was != s.is_endpoint() {
             self.build_candidate_sets();
         }
+    }
+
+    /// Nanoseconds replica `r` has spent in each state up to `now`.
+    pub fn lifecycle_ns(&self, r: u32, now: crate::time::SimTime) -> [u64; 7] {
+        let i = r as usize;
+        let mut t = self.lifecycle_ns[i];
+        t[self.lifecycle[i].index()] += (now - self.lifecycle_since[i]).as_nanos();
+        t
+    }
+
+    /// Nanoseconds replica `r` has been provisioned (in any state but `Off`) up to `now`.
+    pub fn provisioned_ns(&self, r: u32, now: crate::time::SimTime) -> u64 {
+        let t = self.lifecycle_ns(r, now);
+        t.iter().sum::<u64>() - t[Lifecycle::Off.index()]
     }
 
     /// Whether replica `r` is down (crashed or recovering): it refuses connections.

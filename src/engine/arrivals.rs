@@ -68,6 +68,7 @@ impl Sim<'_> {
             _ => self.now,
         };
         self.window_end = Some(end);
+        self.snapshot_provisioned(false);
         if let Some(drain) = self.sc.horizon.drain {
             self.queue.push(end + drain, Event::DrainDeadline);
         }
@@ -124,6 +125,7 @@ impl Sim<'_> {
             index >= self.sc.warmup.requests && self.now >= SimTime::ZERO + self.sc.warmup.duration;
         if measured && self.window_start.is_none() {
             self.window_start = Some(self.now);
+            self.snapshot_provisioned(true);
         }
         self.rec.all.arrivals += 1;
         if measured {

@@ -9,11 +9,11 @@
 //!
 //! | rank | events | why |
 //! |---|---|---|
-//! | 0 `Capacity` | model loads done; fault windows opening and closing, crash recovery, endpoint changes reaching the gateways | nothing is sent to a replica that died at that instant; new capacity serves same-instant arrivals |
+//! | 0 `Capacity` | model loads done; fault windows opening and closing, crash recovery, pods provisioned, drain grace ends, endpoint changes reaching the gateways | nothing is sent to a replica that died at that instant; new capacity serves same-instant arrivals |
 //! | 1 `Completion` | service completions, `llm` iteration ends, attempt results arriving (errors, connect failures) | a server freed at `t` serves an arrival at `t` (work conservation) and completion beats a timeout at `t` |
 //! | 2 `Arrival` | arrivals, session turns, retries after their backoff | |
 //! | 3 `Timeout` | deadline checks (client, per-try, gateway queue) | a request finishing exactly at its deadline has finished |
-//! | 4 `Control` | time-series samples; scrapes; health probes, outlier-detection intervals, breaker and passive-health windows, readiness probes; autoscaler ticks (reserved) | they observe the state after the instant's arrivals |
+//! | 4 `Control` | time-series samples; scrapes; health probes, outlier-detection intervals, breaker and passive-health windows, readiness probes; autoscaler decisions and their scrapes, drain checks | they observe the state after the instant's arrivals |
 //! | 5 `EndOfRun` | drain deadline | last of all |
 
 use crate::time::SimTime;
@@ -119,6 +119,22 @@ pub enum Event {
     },
     /// The drain after the horizon is over: whatever is still in flight is unfinished.
     DrainDeadline,
+    /// The autoscaler decides.
+    Autoscale,
+    /// The autoscaled pool's pods are scraped.
+    MetricScrape,
+    /// A new pod's node and image are ready: its container starts loading the model.
+    Provisioned {
+        /// Replica id.
+        replica: u32,
+    },
+    /// A draining replica's termination grace period is over.
+    GraceEnd {
+        /// Replica id.
+        replica: u32,
+    },
+    /// Check whether draining replicas are empty.
+    DrainPoll,
 }
 
 /// Same-instant priority of an event; lower runs first. See the module table.
@@ -133,7 +149,7 @@ pub enum Rank {
     Arrival = 2,
     /// Deadline checks.
     Timeout = 3,
-    /// Periodic control: samples, scrapes, health timers; autoscaler ticks (reserved).
+    /// Periodic control: samples, scrapes, health timers, autoscaler decisions.
     Control = 4,
     /// End of the drain.
     EndOfRun = 5,
@@ -150,6 +166,8 @@ impl Event {
             Event::ModelLoaded { .. }
             | Event::Fault { .. }
             | Event::Recovered { .. }
+            | Event::Provisioned { .. }
+            | Event::GraceEnd { .. }
             | Event::Endpoint { .. } => Rank::Capacity,
             Event::Arrival { .. } | Event::SessionTurn { .. } | Event::Retry { .. } => {
                 Rank::Arrival
@@ -158,7 +176,10 @@ impl Event {
             Event::Sample
             | Event::Scrape { .. }
             | Event::GatewayTimer { .. }
-            | Event::Readiness { .. } => Rank::Control,
+            | Event::Readiness { .. }
+            | Event::Autoscale
+            | Event::MetricScrape
+            | Event::DrainPoll => Rank::Control,
             Event::DrainDeadline => Rank::EndOfRun,
         }
     }

@@ -113,7 +113,11 @@ impl Sim<'_> {
 
     /// Replica `r` dies now.
     fn crash(&mut self, r: u32) {
-        self.cluster.set_lifecycle(r, Lifecycle::Failed);
+        if self.cluster.lifecycle[r as usize] == Lifecycle::Off {
+            // No machine to crash (an autoscaler's empty slot).
+            return;
+        }
+        self.cluster.set_lifecycle(r, Lifecycle::Failed, self.now);
         self.recover_due[r as usize] = SimTime::MAX;
         self.iter_due[r as usize] = SimTime::MAX;
         self.load_due[r as usize] = SimTime::MAX;
@@ -149,7 +153,10 @@ impl Sim<'_> {
 
     /// The last crash window of `r` closed: restart, load the model, then serve.
     fn restart(&mut self, r: u32, restart: SimDuration) {
-        self.cluster.set_lifecycle(r, Lifecycle::Recovering);
+        if self.cluster.lifecycle[r as usize] == Lifecycle::Off {
+            return;
+        }
+        self.cluster.set_lifecycle(r, Lifecycle::Recovering, self.now);
         let at = self.now + restart + self.cluster.cold_start(r);
         self.recover_due[r as usize] = at;
         self.queue.push(at, Event::Recovered { replica: r });
@@ -165,7 +172,7 @@ impl Sim<'_> {
             return;
         }
         self.recover_due[r as usize] = SimTime::MAX;
-        self.cluster.set_lifecycle(r, Lifecycle::Ready);
+        self.cluster.set_lifecycle(r, Lifecycle::Ready, self.now);
         self.gateway.replica_changed(r, &self.cluster);
     }
 

@@ -311,7 +311,7 @@ mod kv_index_oracle {
             gateway: sc.gateway.clone(),
         };
         let run_seed = rng::run_seed(sc.seed, 0);
-        let mut sim = Sim::new(&sc, &policy, run_seed).expect("builds");
+        let mut sim = Sim::new(&sc, &policy, &sc.autoscalers[0], run_seed).expect("builds");
         sim.run().expect("runs");
         let ix = sim.gateway.kv_index().expect("index enabled");
         let mut pairs = 0u64;

@@ -22,6 +22,7 @@
 //! flight) end a runaway run with a [`RunFailure`]; invariants are checked at the end.
 
 mod arrivals;
+mod autoscale;
 mod calls;
 mod deadlines;
 pub mod event;
@@ -41,7 +42,7 @@ use crate::metrics::invariants::{self, Violations};
 use crate::metrics::{Outcome, Recorder};
 use crate::policy::routing::BuildCtx;
 use crate::rng;
-use crate::scenario::{PolicySpec, Scenario};
+use crate::scenario::{AutoscalerSpec, PolicySpec, Scenario};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::{ClassGen, Draws, Session};
 use deadlines::Deadlines;
@@ -108,6 +109,8 @@ pub struct Sample {
     pub gateway_queued: u64,
     /// Replicas excluded from routing by some gateway instance's health view (down or not).
     pub ejected: u64,
+    /// Replicas provisioning, loading their model, ready, draining.
+    pub replicas: [u32; 4],
     /// Replicas down (crashed or recovering).
     pub down: u64,
 }
@@ -134,8 +137,12 @@ pub enum HealthState {
     Ejected,
     /// Down (crashed).
     Failed,
-    /// Restarting and loading its model after a crash.
+    /// Restarting and loading its model after a crash, or starting after a scale-up.
     Recovering,
+    /// Draining after a scale-down.
+    Draining,
+    /// Not provisioned (an autoscaler's empty slot).
+    Off,
 }
 
 impl HealthState {
@@ -147,6 +154,8 @@ impl HealthState {
             HealthState::Ejected => "ejected",
             HealthState::Failed => "failed",
             HealthState::Recovering => "recovering",
+            HealthState::Draining => "draining",
+            HealthState::Off => "off",
         }
     }
 }
@@ -222,6 +231,13 @@ pub struct Sim<'a> {
     pumping: bool,
     /// The drain deadline passed: no more dispatches.
     closed: bool,
+    /// The run's autoscaler and its pool (`None`: fixed).
+    scaling: Option<autoscale::Scaling>,
+    /// Replicas the scaled pool starts with.
+    scaled_initial: u32,
+    /// Provisioned nanoseconds of each replica when the measurement window opened / closed.
+    provisioned_at_start: Vec<u64>,
+    provisioned_at_end: Vec<u64>,
 }
 
 /// `CallInfo::session` of a request outside any session.
@@ -275,17 +291,90 @@ impl Sessions {
     }
 }
 
+/// The faults of `sc` with replica ids renumbered for pools grown to `sizes` (`None`: no
+/// pool grew).
+fn remap_faults(
+    faults: &[crate::spec::faults::FaultSpec],
+    pools: &[crate::spec::PoolSpec],
+    sizes: &[u32],
+) -> Option<Vec<crate::spec::faults::FaultSpec>> {
+    use crate::spec::faults::FaultTarget;
+    if faults.is_empty() || pools.iter().zip(sizes).all(|(p, n)| p.replicas == *n) {
+        return None;
+    }
+    // Old first id of each pool -> new first id.
+    let mut old_first = Vec::with_capacity(pools.len());
+    let mut new_first = Vec::with_capacity(pools.len());
+    let (mut o, mut n) = (0u32, 0u32);
+    for (p, &size) in pools.iter().zip(sizes) {
+        old_first.push(o);
+        new_first.push(n);
+        o += p.replicas;
+        n += size;
+    }
+    let map = |r: u32| -> u32 {
+        let i = old_first.iter().rposition(|&f| f <= r).unwrap_or(0);
+        new_first[i] + (r - old_first[i])
+    };
+    Some(
+        faults
+            .iter()
+            .map(|f| {
+                let target = match &f.target {
+                    FaultTarget::Replicas(rs) => {
+                        FaultTarget::Replicas(rs.iter().map(|&r| map(r)).collect())
+                    }
+                    FaultTarget::Pick { first, size, count } => {
+                        FaultTarget::Pick { first: map(*first), size: *size, count: *count }
+                    }
+                };
+                crate::spec::faults::FaultSpec { target, ..f.clone() }
+            })
+            .collect(),
+    )
+}
+
 /// Runs `policy` on replication `replication` of `sc`.
 pub fn run(sc: &Scenario, policy: &PolicySpec, replication: u32) -> Result<RunOutput, RunFailure> {
+    run_scaled(sc, policy, &sc.autoscalers[0], replication)
+}
+
+/// Runs `policy` with `autoscaler` on replication `replication` of `sc`.
+pub fn run_scaled(
+    sc: &Scenario,
+    policy: &PolicySpec,
+    autoscaler: &AutoscalerSpec,
+    replication: u32,
+) -> Result<RunOutput, RunFailure> {
     let run_seed = rng::run_seed(sc.seed, replication);
-    let mut sim = Sim::new(sc, policy, run_seed)?;
+    let mut sim = Sim::new(sc, policy, autoscaler, run_seed)?;
     sim.run()?;
     sim.finish(run_seed)
 }
 
 impl<'a> Sim<'a> {
-    fn new(sc: &'a Scenario, policy: &'a PolicySpec, run_seed: u64) -> Result<Sim<'a>, RunFailure> {
-        let mut cluster = Cluster::new(&sc.pools, &sc.classes);
+    fn new(
+        sc: &'a Scenario,
+        policy: &'a PolicySpec,
+        autoscaler: &AutoscalerSpec,
+        run_seed: u64,
+    ) -> Result<Sim<'a>, RunFailure> {
+        // The scaled pool is built at its maximum; the slots beyond its replicas start Off.
+        let sizes = autoscale::pool_sizes(sc, autoscaler);
+        let grown: Vec<crate::spec::PoolSpec>;
+        let pools: &[crate::spec::PoolSpec] =
+            if sizes.iter().zip(&sc.pools).any(|(n, p)| *n != p.replicas) {
+                grown = sc
+                    .pools
+                    .iter()
+                    .zip(&sizes)
+                    .map(|(p, &n)| crate::spec::PoolSpec { replicas: n, ..p.clone() })
+                    .collect();
+                &grown
+            } else {
+                &sc.pools
+            };
+        let mut cluster = Cluster::new(pools, &sc.classes);
         let routers = (0..policy.gateway.replicas)
             .map(|g| {
                 let ctx = BuildCtx {
@@ -320,7 +409,20 @@ impl<'a> Sim<'a> {
             })
             .collect::<Result<Vec<_>, RunFailure>>()?;
         let n = cluster.len();
-        let (faults, first_faults) = FaultPlan::new(&sc.faults, run_seed);
+        let (scaling, scaled_initial) = match autoscaler.pool {
+            Some(p) => {
+                let first: u32 = sizes[..p as usize].iter().sum();
+                let s = autoscale::Scaling::new(sc, autoscaler, first, sizes[p as usize], run_seed)
+                    .map_err(|e| {
+                        RunFailure::Invariant(format!("autoscaler failed to build: {e}"))
+                    })?;
+                (s, sc.pools[p as usize].replicas)
+            }
+            None => (None, 0),
+        };
+        let remapped = remap_faults(&sc.faults, &sc.pools, &sizes);
+        let (faults, first_faults) =
+            FaultPlan::new(remapped.as_deref().unwrap_or(&sc.faults), run_seed);
         let groups = Groups::new(&sc.classes, &sc.pools);
         let deadlines = Deadlines::new(sc, policy);
         let mut sim = Sim {
@@ -364,7 +466,12 @@ impl<'a> Sim<'a> {
             exclusions: Vec::new(),
             pumping: false,
             closed: false,
+            scaling,
+            scaled_initial,
+            provisioned_at_start: Vec::new(),
+            provisioned_at_end: Vec::new(),
         };
+        sim.start_scaling();
         for (t, track) in first_faults {
             sim.queue.push(t, Event::Fault { track });
         }
@@ -421,6 +528,11 @@ impl<'a> Sim<'a> {
                     self.on_drain_deadline();
                     break;
                 }
+                Event::Autoscale => self.on_autoscale(),
+                Event::MetricScrape => self.on_metric_scrape(),
+                Event::Provisioned { replica } => self.on_provisioned(replica),
+                Event::GraceEnd { replica } => self.on_grace_end(replica),
+                Event::DrainPoll => self.on_drain_poll(),
             }
             self.flush_timers();
             if self.open_classes == 0 && self.calls.live() == 0 && self.sessions.live() == 0 {
@@ -464,6 +576,29 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Snapshots every replica's provisioned time when the measurement window opens
+    /// (`start`) or closes, for GPU-hours over the window.
+    fn snapshot_provisioned(&mut self, start: bool) {
+        let v: Vec<u64> = (0..self.cluster.len() as u32)
+            .map(|r| self.cluster.provisioned_ns(r, self.now))
+            .collect();
+        if start {
+            self.provisioned_at_start = v;
+        } else {
+            self.provisioned_at_end = v;
+        }
+    }
+
+    /// Provisioned seconds of replica `r` within the measurement window.
+    fn provisioned_in_window_s(&self, r: usize) -> f64 {
+        let a = self.provisioned_at_start.get(r).copied().unwrap_or(0);
+        let b = match self.provisioned_at_end.get(r) {
+            Some(&b) => b,
+            None => self.cluster.provisioned_ns(r as u32, self.now),
+        };
+        b.saturating_sub(a) as f64 / 1e9
+    }
+
     fn window(&self) -> crate::cluster::llm::Window {
         crate::cluster::llm::Window { start: self.window_start, end: self.window_end }
     }
@@ -481,6 +616,17 @@ impl<'a> Sim<'a> {
         let down = (0..self.cluster.len() as u32).filter(|&r| self.cluster.is_down(r)).count();
         let ejected =
             (0..self.cluster.len() as u32).filter(|&r| self.gateway.excluded_anywhere(r)).count();
+        let mut replicas = [0u32; 4];
+        for s in &self.cluster.lifecycle {
+            use crate::cluster::Lifecycle as L;
+            match s {
+                L::Provisioning => replicas[0] += 1,
+                L::Loading => replicas[1] += 1,
+                L::Ready => replicas[2] += 1,
+                L::Draining => replicas[3] += 1,
+                _ => {}
+            }
+        }
         self.samples.push(Sample {
             time: self.now,
             queued: self.cluster.queued.iter().map(|&q| u64::from(q)).sum(),
@@ -488,14 +634,18 @@ impl<'a> Sim<'a> {
             in_flight: self.calls.live(),
             completions_per_s: per_s(t.completed, p.completed),
             kv_util: self.cluster.is_llm().then(|| {
+                // Over the provisioned replicas (an autoscaler's empty slots hold nothing).
+                let on = |i: &usize| self.cluster.lifecycle[*i] != crate::cluster::Lifecycle::Off;
                 let e = &self.cluster.llm;
-                e.iter()
-                    .map(|r| {
-                        f64::from(r.kv_allocated_blocks())
-                            / f64::from(r.kv_capacity_blocks().max(1))
+                let n = (0..e.len()).filter(on).count().max(1);
+                (0..e.len())
+                    .filter(on)
+                    .map(|i| {
+                        f64::from(e[i].kv_allocated_blocks())
+                            / f64::from(e[i].kv_capacity_blocks().max(1))
                     })
                     .sum::<f64>()
-                    / e.len() as f64
+                    / n as f64
             }),
             admitted_per_s: per_s(t.admitted, p.admitted),
             rejected_per_s: per_s(t.rejected, p.rejected),
@@ -503,6 +653,7 @@ impl<'a> Sim<'a> {
             gateway_queued: self.gateway.queued_total(),
             ejected: ejected as u64,
             down: down as u64,
+            replicas,
         });
         if self.sc.health_timeseries {
             for r in 0..self.cluster.len() as u32 {
@@ -522,7 +673,11 @@ impl<'a> Sim<'a> {
         use crate::cluster::Lifecycle;
         match self.cluster.lifecycle[r as usize] {
             Lifecycle::Failed => HealthState::Failed,
-            Lifecycle::Recovering => HealthState::Recovering,
+            Lifecycle::Recovering | Lifecycle::Provisioning | Lifecycle::Loading => {
+                HealthState::Recovering
+            }
+            Lifecycle::Off => HealthState::Off,
+            Lifecycle::Draining => HealthState::Draining,
             _ if self.gateway.excluded(0, r) => HealthState::Ejected,
             _ if self.gateway.degraded(0, r) => HealthState::Degraded,
             _ => HealthState::Ready,
@@ -551,6 +706,8 @@ impl<'a> Sim<'a> {
         let w = self.window();
         let window_s = window.as_secs_f64();
         self.rec.llm.enabled = true;
+        let prov_s: Vec<f64> =
+            (0..self.cluster.len()).map(|r| self.provisioned_in_window_s(r)).collect();
         for (r, e) in self.cluster.llm.iter_mut().enumerate() {
             e.finish(self.now, w);
             if e.check_kv().is_err() {
@@ -566,7 +723,9 @@ impl<'a> Sim<'a> {
                 st.cached_prompt_tokens += e.stats.cached_prompt_tokens;
                 st.kv_util_integral_s += e.stats.kv_util_integral_s;
                 st.replica_window_s += window_s;
-                st.gpu_hours += f64::from(self.cluster.gpus[r]) * window_s / 3600.0;
+                let gpu_h = f64::from(self.cluster.gpus[r]) * prov_s[r] / 3600.0;
+                st.gpu_hours += gpu_h;
+                st.cost_usd += gpu_h * self.sc.pools[pool as usize].lifecycle.gpu_hour_usd;
             }
         }
     }
@@ -588,6 +747,8 @@ impl<'a> Sim<'a> {
         if self.cluster.is_llm() {
             self.collect_llm_stats(end - start);
         }
+        self.rec.replica_s = (0..self.cluster.len()).map(|r| self.provisioned_in_window_s(r)).sum();
+        self.rec.scale_events = self.scaling.as_ref().map_or(0, |s| s.changes);
         if self.slab.live() == 0 && self.calls.live() == 0 {
             self.viol.routing += self.gateway.leftover();
         }

@@ -27,6 +27,7 @@ pub const LLM_METRICS: &[&str] = &[
     "rejected_never_fit",
     "cold_starts",
     "gpu_hours",
+    "cost_usd",
 ];
 
 /// Every per-run metric, in column order.
@@ -74,6 +75,9 @@ pub static METRICS: &[MetricDef] = &[
     m("rejected_never_fit", 0),
     m("cold_starts", 0),
     m("gpu_hours", 6),
+    m("cost_usd", 4),
+    m("replicas_mean", 4),
+    m("scale_events", 0),
     m("load_imbalance", 4),
     m("ejections", 0),
     m("detect_s", 3),

@@ -256,6 +256,10 @@ pub struct Recorder {
     pub no_healthy: u64,
     /// Replica ejections by the gateways' health mechanisms, summed over instances.
     pub ejections: u64,
+    /// Replica-seconds provisioned within the measurement window (every state but `Off`).
+    pub replica_s: f64,
+    /// Autoscaler decisions that changed the scaled pool's `spec.replicas`.
+    pub scale_events: u64,
     /// Requests lost to a crash after using every attempt their retry policy allows, or after
     /// their answer began streaming under a policy that does not re-send broken streams (all
     /// requests): with retries on, the only ways a crash loses a request while the budget has
@@ -376,8 +380,11 @@ pub struct LlmStats {
     pub kv_util_integral_s: f64,
     /// Replica-seconds in the measurement window (denominator of the KV utilisation mean).
     pub replica_window_s: f64,
-    /// GPU-hours over the measurement window.
+    /// GPU-hours over the measurement window: GPUs × time provisioned (every lifecycle state
+    /// but `Off`: a provisioning, loading, draining or crashed replica is billed too).
     pub gpu_hours: f64,
+    /// Those GPU-hours at the pools' `lifecycle.gpu_hour_usd`.
+    pub cost_usd: f64,
     /// Engine iterations run (all).
     pub iterations: u64,
 }

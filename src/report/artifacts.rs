@@ -42,6 +42,10 @@ pub fn timeseries_header() -> Vec<&'static str> {
             "gateway_queued",
             "ejected",
             "down",
+            "provisioning",
+            "loading",
+            "ready",
+            "draining",
         ],
     ]
     .concat()
@@ -98,6 +102,9 @@ pub fn timeseries_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
             rec.push(s.gateway_queued.to_string());
             rec.push(s.ejected.to_string());
             rec.push(s.down.to_string());
+            for n in s.replicas {
+                rec.push(n.to_string());
+            }
             rec
         })
         .collect()

@@ -33,6 +33,12 @@ enum Show {
     Defined,
     /// When some row of the scenario has a non-zero value.
     NonZero,
+    /// When the scenario compares autoscalers.
+    Scaled,
+}
+
+const fn scaled(metric: &'static str, header: &'static str, decimals: usize) -> Column {
+    Column { metric, header, decimals, show: Show::Scaled }
 }
 
 const fn core(metric: &'static str, header: &'static str, decimals: usize) -> Column {
@@ -66,6 +72,10 @@ const COLUMNS: &[Column] = &[
     fault("downgrade_rate", "downgraded", 4),
     llm("prefix_hit_rate", "prefix hit", 4),
     llm("kv_util_mean", "KV util", 4),
+    scaled("replicas_mean", "replicas", 2),
+    scaled("gpu_hours", "GPU-h", 2),
+    fault("cost_usd", "cost $", 2),
+    scaled("scale_events", "scale events", 1),
     core("completed", "completed", 0),
 ];
 
@@ -80,6 +90,10 @@ fn visible(rows: &[SummaryRow]) -> Vec<&'static Column> {
                 Show::Always => true,
                 Show::Defined => rows.iter().any(|r| r.values[i].mean.is_some()),
                 Show::NonZero => rows.iter().any(|r| r.values[i].mean.is_some_and(|x| x != 0.0)),
+                Show::Scaled => {
+                    rows.iter().any(|r| r.key.autoscaler != "none")
+                        && rows.iter().any(|r| r.values[i].mean.is_some())
+                }
             }
         })
         .collect()
@@ -145,15 +159,33 @@ fn table<'r>(
     rows: impl Iterator<Item = &'r SummaryRow>,
     grouped: bool,
 ) {
-    out.push_str(if grouped { "| policy | group |" } else { "| policy |" });
+    let rows: Vec<&SummaryRow> = rows.collect();
+    // An autoscaler column when the scenario compares autoscalers.
+    let scaled = rows.iter().any(|r| r.key.autoscaler != "none");
+    out.push_str("| policy |");
+    if scaled {
+        out.push_str(" autoscaler |");
+    }
+    if grouped {
+        out.push_str(" group |");
+    }
     for c in columns {
         let _ = write!(out, " {} |", c.header);
     }
-    out.push_str(if grouped { "\n|---|---|" } else { "\n|---|" });
+    out.push_str("\n|---|");
+    if scaled {
+        out.push_str("---|");
+    }
+    if grouped {
+        out.push_str("---|");
+    }
     out.push_str(&"---:|".repeat(columns.len()));
     out.push('\n');
     for r in rows {
         let _ = write!(out, "| {} |", r.key.policy);
+        if scaled {
+            let _ = write!(out, " {} |", r.key.autoscaler);
+        }
         if grouped {
             let _ = write!(out, " {} |", r.group);
         }
@@ -259,19 +291,19 @@ mod tests {
         assert_eq!(headers.len(), 3, "{md}");
         let llm_header = "| policy | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | TPOT p95 ms | \
             E2E mean ms | wait mean ms | throughput rps | out tok/s | goodput rps | timeout rate | \
-            reject rate | prefix hit | KV util | completed |";
+            reject rate | prefix hit | KV util | cost $ | completed |";
         assert_eq!(headers[0], llm_header);
         assert_eq!(headers[1], llm_header, "every cell of a scenario has the same columns");
         assert_eq!(headers[2], QUEUE_HEADER);
         assert!(md.contains(
             "| a | 0.5 | 0.5 | 0.5 | 0.50 | 0.5 | 0.5 | 0.5 | 0.5 | 0.5 | \
-            0.5000 | 0.5000 | 0.5000 | 0.5000 | 0 |"
+            0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.50 | 0 |"
         ));
         // A column some row of the scenario defines is shown, with `–` where undefined.
         let mut partial = row("llm", 1, "b", true);
         let i = metric_index("kv_util_mean").expect("metric");
         partial.values[i] = MeanCi::default();
         let md = summary_md(&[row("llm", 1, "a", true), partial], false);
-        assert!(md.contains("| KV util |") && md.contains("| 0.5000 | – | 0 |"), "{md}");
+        assert!(md.contains("| KV util |") && md.contains("| 0.5000 | – | 0.50 | 0 |"), "{md}");
     }
 }

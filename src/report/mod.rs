@@ -90,11 +90,20 @@ const REPLICA_METRICS: &[&str] = &[
     "rejected_never_fit",
     "cold_starts",
     "gpu_hours",
+    "cost_usd",
 ];
 
 /// Metrics that describe the whole run only.
-const RUN_METRICS: &[&str] =
-    &["load_imbalance", "events", "stale_events", "ejections", "detect_s", "recover_s"];
+const RUN_METRICS: &[&str] = &[
+    "load_imbalance",
+    "events",
+    "stale_events",
+    "ejections",
+    "detect_s",
+    "recover_s",
+    "replicas_mean",
+    "scale_events",
+];
 
 fn values(r: &Recorder, out: &RunOutput, scope: Scope) -> Vec<Option<f64>> {
     let c = r.measured;
@@ -155,6 +164,9 @@ fn values(r: &Recorder, out: &RunOutput, scope: Scope) -> Vec<Option<f64>> {
                 "rejected_never_fit" => llm.map(|l| l.rejected_never_fit as f64),
                 "cold_starts" => llm.map(|l| l.cold_starts as f64),
                 "gpu_hours" => llm.map(|l| l.gpu_hours),
+                "cost_usd" => llm.map(|l| l.cost_usd),
+                "replicas_mean" => (window_s > 0.0).then(|| r.replica_s / window_s),
+                "scale_events" => Some(r.scale_events as f64),
                 "load_imbalance" => r.load_imbalance(),
                 "ejections" => Some(r.ejections as f64),
                 "detect_s" => f.detect_s,
@@ -356,6 +368,7 @@ mod tests {
             kv_util_integral_s: 50.0,
             replica_window_s: 160.0,
             gpu_hours: 1.0 / 3.0,
+            cost_usd: 2.5,
             iterations: 99_999,
         }
     }
@@ -463,6 +476,9 @@ mod tests {
             ("rejected_never_fit", 0),
             ("cold_starts", 0),
             ("gpu_hours", 6),
+            ("cost_usd", 4),
+            ("replicas_mean", 4),
+            ("scale_events", 0),
             ("load_imbalance", 4),
             ("ejections", 0),
             ("detect_s", 3),

@@ -6,6 +6,7 @@
 //! overridden, its line:column) → [`validate`] every number and cross-field rule into a
 //! [`Scenario`] whose fields are typed, unit-converted and ready to run.
 
+pub mod autoscalers;
 pub mod check_expr;
 mod diagnose;
 mod protection;
@@ -46,6 +47,8 @@ pub struct Scenario {
     pub pools: Vec<PoolSpec>,
     /// Policies to compare, in the order given.
     pub policies: Vec<PolicySpec>,
+    /// Autoscalers to compare, in the order given (`fixed`, labelled `none`, by default).
+    pub autoscalers: Vec<AutoscalerSpec>,
     /// Safety limits.
     pub limits: Limits,
     /// The `--set` overrides applied, as given (for reproduction commands).
@@ -118,6 +121,21 @@ pub struct PolicySpec {
     /// Gateway configuration for this policy's runs (the scenario's `gateway:` with the
     /// policy entry's own `gateway:` keys on top).
     pub gateway: crate::spec::GatewayConfig,
+}
+
+/// An autoscaler to run, with its parameters.
+#[derive(Debug, Clone)]
+pub struct AutoscalerSpec {
+    /// Name in result rows (`none` for the implicit `fixed`).
+    pub label: String,
+    /// Registry entry.
+    pub entry: &'static crate::policy::autoscale::AutoscalerEntry,
+    /// Parameters (a manifest's `spec`; `Null` for defaults).
+    pub params: serde_yaml_ng::Value,
+    /// The pool it scales (`None`: `fixed`).
+    pub pool: Option<u16>,
+    /// Bounds of the pool's `spec.replicas` (min, max).
+    pub bounds: (u32, u32),
 }
 
 /// Options that change a scenario as it is loaded.

@@ -36,6 +36,10 @@ pub struct RawScenario {
     /// or as a list entry) stands for every registered policy with default parameters.
     #[serde(deserialize_with = "one_or_many")]
     pub policies: Vec<serde_yaml_ng::Value>,
+    /// Autoscalers to compare: names, `{ name, label, ...params }` mappings or
+    /// `{ manifest: FILE }` (default: `fixed`).
+    #[serde(default)]
+    pub autoscalers: Option<Vec<serde_yaml_ng::Value>>,
     /// Safety limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
@@ -593,6 +597,27 @@ pub enum RawPool {
     Llm(Box<RawLlmPool>),
 }
 
+/// `lifecycle:` of a pool: what an autoscaled replica goes through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLifecycle {
+    /// Node provisioning and pod scheduling until the container starts (default 0).
+    #[serde(default)]
+    pub provision_s: Option<RawDist>,
+    /// Image pull (default 0).
+    #[serde(default)]
+    pub image_pull_s: Option<f64>,
+    /// Model load of a queue replica (llm pools take it from `cold_start`; default 0).
+    #[serde(default)]
+    pub load_s: Option<f64>,
+    /// `terminationGracePeriodSeconds` of a drained replica (default 30).
+    #[serde(default)]
+    pub termination_grace_s: Option<f64>,
+    /// Price of one GPU-hour in dollars (default: the GPU's catalog price; queue pools 0).
+    #[serde(default)]
+    pub gpu_hour_usd: Option<f64>,
+}
+
 /// `kind: queue`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -616,6 +641,9 @@ pub struct RawQueuePool {
     /// A backup pool (nginx `backup`): used only when no primary replica is available.
     #[serde(default)]
     pub backup: Option<bool>,
+    /// How a replica starts and stops when autoscaled (provisioning, image pull, drain).
+    #[serde(default)]
+    pub lifecycle: Option<Box<RawLifecycle>>,
 }
 
 /// `kind: llm`.
@@ -664,6 +692,9 @@ pub struct RawLlmPool {
     /// A backup pool (nginx `backup`): used only when no primary replica is available.
     #[serde(default)]
     pub backup: Option<bool>,
+    /// How a replica starts and stops when autoscaled (provisioning, image pull, drain).
+    #[serde(default)]
+    pub lifecycle: Option<Box<RawLifecycle>>,
 }
 
 /// `engine:` of an llm pool — vLLM v1 scheduler knobs, with vLLM's names and defaults.

@@ -122,6 +122,15 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
         }
         super::protection::check_downgrade(&c, &path, &p.gateway, &served)?;
     }
+    let autoscalers = super::autoscalers::autoscalers(&c, raw.autoscalers.as_deref(), &pools)?;
+    for (i, p) in pools.iter().enumerate() {
+        if p.replicas == 0 && !autoscalers.iter().any(|a| a.pool == Some(i as u16)) {
+            return Err(c.err(
+                &format!("cluster.pools[{i}].replicas"),
+                "= 0: a pool needs at least 1 replica unless an autoscaler scales it",
+            ));
+        }
+    }
     let max_gateways = policies.iter().map(|p| p.gateway.replicas).max().unwrap_or(1);
     let faults = super::protection::faults(
         &c,
@@ -146,6 +155,7 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
         classes,
         pools,
         policies,
+        autoscalers,
         limits,
         overrides: Vec::new(),
         cell: 0,
@@ -346,6 +356,33 @@ fn kind_name(p: &RawPool) -> &'static str {
     }
 }
 
+/// A pool's `lifecycle:` (defaults when absent).
+fn lifecycle(
+    c: &Ctx<'_>,
+    path: &str,
+    l: Option<&super::raw::RawLifecycle>,
+) -> Result<crate::spec::pool::Lifecycle, ConfigError> {
+    let mut out = crate::spec::pool::Lifecycle::default();
+    let Some(l) = l else { return Ok(out) };
+    if let Some(d) = &l.provision_s {
+        out.provision_s = Some(dist(c, &format!("{path}.provision_s"), d)?);
+    }
+    let secs = |key: &str, v: Option<f64>, dflt: SimDuration| -> Result<SimDuration, ConfigError> {
+        match v {
+            Some(x) => Ok(SimDuration::from_secs_f64(c.non_negative(&format!("{path}.{key}"), x)?)),
+            None => Ok(dflt),
+        }
+    };
+    out.image_pull = secs("image_pull_s", l.image_pull_s, out.image_pull)?;
+    out.load = secs("load_s", l.load_s, out.load)?;
+    out.termination_grace =
+        secs("termination_grace_s", l.termination_grace_s, out.termination_grace)?;
+    if let Some(x) = l.gpu_hour_usd {
+        out.gpu_hour_usd = c.non_negative(&format!("{path}.gpu_hour_usd"), x)?;
+    }
+    Ok(out)
+}
+
 fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, ConfigError> {
     let Some(first) = cl.pools.first() else {
         return Err(c.err("cluster.pools", "is empty: add at least one pool"));
@@ -365,15 +402,12 @@ fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, C
                 ),
             ));
         }
-        let (name, replicas, weight, backup) = match p {
-            RawPool::Queue(q) => (&q.name, q.replicas, q.weight, q.backup),
-            RawPool::Llm(l) => (&l.name, l.replicas, l.weight, l.backup),
+        let (name, replicas, weight, backup, lc) = match p {
+            RawPool::Queue(q) => (&q.name, q.replicas, q.weight, q.backup, &q.lifecycle),
+            RawPool::Llm(l) => (&l.name, l.replicas, l.weight, l.backup, &l.lifecycle),
         };
         if out.iter().any(|o| &o.name == name) {
             return Err(c.err(&format!("{path}.name"), format!("= {name:?}: duplicate pool name")));
-        }
-        if replicas == 0 {
-            return Err(c.err(&format!("{path}.replicas"), "= 0: a pool needs at least 1 replica"));
         }
         let weight = weight.unwrap_or(1);
         if weight == 0 {
@@ -398,12 +432,14 @@ fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, C
             RawPool::Llm(l) => PoolKind::Llm(Box::new(llm_pool(c, &path, l, cat)?)),
         };
         total += u64::from(replicas);
+        let lifecycle = lifecycle(c, &format!("{path}.lifecycle"), lc.as_deref())?;
         out.push(PoolSpec {
             name: name.clone(),
             replicas,
             weight,
             backup: backup.unwrap_or(false),
             kind,
+            lifecycle,
         });
     }
     if total > 1_000_000 {

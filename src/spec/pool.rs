@@ -16,6 +16,37 @@ pub struct PoolSpec {
     pub backup: bool,
     /// What the replicas are.
     pub kind: PoolKind,
+    /// How an autoscaled replica starts and stops.
+    pub lifecycle: Lifecycle,
+}
+
+/// What an autoscaled replica goes through: provisioning (node and scheduling), image pull,
+/// model load (llm pools: their `cold_start`), ready; on scale-down a drain bounded by the
+/// termination grace period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    /// Node provisioning and scheduling, in seconds (drawn per new replica).
+    pub provision_s: Option<Dist>,
+    /// Image pull.
+    pub image_pull: crate::time::SimDuration,
+    /// Model load of a queue replica.
+    pub load: crate::time::SimDuration,
+    /// `terminationGracePeriodSeconds`.
+    pub termination_grace: crate::time::SimDuration,
+    /// Dollars per GPU-hour.
+    pub gpu_hour_usd: f64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle {
+            provision_s: None,
+            image_pull: crate::time::SimDuration::ZERO,
+            load: crate::time::SimDuration::ZERO,
+            termination_grace: crate::time::SimDuration::from_secs(30),
+            gpu_hour_usd: 0.0,
+        }
+    }
 }
 
 /// Replica model of a pool.

@@ -6,6 +6,9 @@ use super::{AutoscaleCtx, Autoscaler, AutoscalerEntry};
 pub static ENTRY: AutoscalerEntry =
     AutoscalerEntry { name: "kpa", summary: "not implemented yet", build };
 
-fn build(_v: &serde_yaml_ng::Value, _ctx: &AutoscaleCtx<'_>) -> Result<Box<dyn Autoscaler>, String> {
+fn build(
+    _v: &serde_yaml_ng::Value,
+    _ctx: &AutoscaleCtx<'_>,
+) -> Result<Box<dyn Autoscaler>, String> {
     Err("`kpa` is not implemented yet".into())
 }

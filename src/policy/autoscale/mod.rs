@@ -16,6 +16,7 @@ pub mod fixed;
 pub mod hpa;
 pub mod keda;
 pub mod kpa;
+pub mod scheduled;
 
 use crate::time::{SimDuration, SimTime};
 use serde::Deserialize;
@@ -142,6 +143,10 @@ pub trait Autoscaler: Send {
     fn decide(&mut self, input: &ScaleInput<'_>) -> u32;
     /// Bounds of `spec.replicas` (min, max), for pre-allocating the pool.
     fn bounds(&self) -> (u32, u32);
+    /// How often the pods' metrics are scraped (Prometheus' `scrape_interval`, 15 s).
+    fn scrape_interval(&self) -> SimDuration {
+        SimDuration::from_secs(15)
+    }
     /// Whether it never changes anything (`fixed`): the engine schedules no ticks.
     fn is_fixed(&self) -> bool {
         false
@@ -160,9 +165,11 @@ pub struct AutoscaleCtx<'a> {
 impl AutoscaleCtx<'_> {
     /// The index of pool `name`, or a one-line error naming the pools.
     pub fn pool_index(&self, name: &str) -> Result<u16, String> {
-        self.pools.iter().position(|p| p == name).map(|i| i as u16).ok_or_else(|| {
-            format!("no pool named `{name}`: pools are {}", self.pools.join(", "))
-        })
+        self.pools
+            .iter()
+            .position(|p| p == name)
+            .map(|i| i as u16)
+            .ok_or_else(|| format!("no pool named `{name}`: pools are {}", self.pools.join(", ")))
     }
 }
 
@@ -183,7 +190,7 @@ pub struct AutoscalerEntry {
 
 /// Every autoscaler, alphabetical.
 pub static AUTOSCALERS: &[&AutoscalerEntry] =
-    &[&fixed::ENTRY, &hpa::ENTRY, &keda::ENTRY, &kpa::ENTRY];
+    &[&fixed::ENTRY, &hpa::ENTRY, &keda::ENTRY, &kpa::ENTRY, &scheduled::ENTRY];
 
 /// The entry called `name`.
 pub fn find(name: &str) -> Option<&'static AutoscalerEntry> {

@@ -115,7 +115,8 @@ pub struct HealthGrid {
 }
 
 /// The health states in `health.csv`, in [`HealthGrid`] code order.
-pub const HEALTH_STATES: &[&str] = &["ready", "degraded", "ejected", "failed", "recovering"];
+pub const HEALTH_STATES: &[&str] =
+    &["ready", "degraded", "ejected", "failed", "recovering", "draining", "off"];
 
 impl ScenarioData {
     /// The summary value of `metric` for `cell` and series `s` (`None` when undefined, e.g.

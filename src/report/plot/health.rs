@@ -1,6 +1,6 @@
 //! The `health` plot: every replica's state over the time-series run, one strip per replica
 //! and one panel per policy, coloured by state (ready, degraded, ejected, failed,
-//! recovering), fault windows outlined. Drawn only when some replica left the ready state.
+//! recovering or starting, draining, off), fault windows outlined. Drawn only when some replica left the ready state.
 
 use super::charts::{axes, styles, AxesOpts, Head, Plot};
 use super::data::{HealthGrid, ScenarioData, HEALTH_STATES};
@@ -9,12 +9,14 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// State colours, in [`HEALTH_STATES`] order.
-const STATE_COLORS: [RGBColor; 5] = [
+const STATE_COLORS: [RGBColor; 7] = [
     RGBColor(0xD9, 0xEA, 0xD3), // ready: pale green
     RGBColor(0xED, 0xC9, 0x48), // degraded: yellow
     RGBColor(0xF2, 0x8E, 0x2B), // ejected: orange
     RGBColor(0xE1, 0x57, 0x59), // failed: red
-    RGBColor(0x4E, 0x79, 0xA7), // recovering: blue
+    RGBColor(0x4E, 0x79, 0xA7), // recovering (or starting): blue
+    RGBColor(0xB0, 0x7A, 0xA1), // draining: purple
+    RGBColor(0xF4, 0xF4, 0xF4), // off (not provisioned): near white
 ];
 
 /// Replica states over time per policy.
