@@ -16,6 +16,7 @@ pub mod fixed;
 pub mod hpa;
 pub mod keda;
 pub mod kpa;
+pub mod manifest;
 
 use crate::time::{SimDuration, SimTime};
 use serde::Deserialize;
