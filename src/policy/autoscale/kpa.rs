@@ -672,6 +672,10 @@ impl Autoscaler for Kpa {
     fn pool(&self) -> u16 {
         self.pool
     }
+    /// The queue-proxies report every second (Knative's metric collector scrapes at 1 s).
+    fn scrape_interval(&self) -> SimDuration {
+        SimDuration::from_secs(1)
+    }
     fn interval(&self) -> SimDuration {
         self.tick
     }

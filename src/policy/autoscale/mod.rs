@@ -16,6 +16,7 @@ pub mod fixed;
 pub mod hpa;
 pub mod keda;
 pub mod kpa;
+pub mod manifest;
 pub mod scheduled;
 
 use crate::time::{SimDuration, SimTime};
