@@ -23,10 +23,8 @@
 //! 0: the latest sample if it is at most two scrapes old) — so staleness is part of the
 //! result. GPU-hours count every replica-second in a state other than `Off`.
 
-use super::request::Phase;
 use super::{Event, Sim};
 use crate::cluster::Lifecycle;
-use crate::gateway::status::AttemptResult;
 use crate::policy::autoscale::{
     AutoscaleCtx, Autoscaler, MetricQuery, PodPhase, PodView, ScaleInput, SimMetric, MAX_METRICS,
 };
@@ -404,37 +402,6 @@ impl Sim<'_> {
                 m.samples.clear();
             }
         }
-        self.recover_due[r as usize] = SimTime::MAX;
-        self.iter_due[r as usize] = SimTime::MAX;
-        self.load_due[r as usize] = SimTime::MAX;
-        let held: Vec<_> = self
-            .slab
-            .at_replica(r)
-            .into_iter()
-            .filter(|&h| self.slab.get(h).is_some_and(|a| a.phase != Phase::Failing))
-            .collect();
-        if self.cluster.is_llm() {
-            let w = self.window();
-            self.cluster.llm[r as usize].crash(self.now, w);
-            self.cluster.sync_llm(r);
-            if self.gateway.needs_kv_events() {
-                self.cluster.llm[r as usize].drain_kv_events(&mut self.kv_events);
-                if !self.kv_events.is_empty() {
-                    self.gateway.publish_kv(self.now, r, &self.kv_events);
-                    self.kv_events.clear();
-                }
-            }
-        } else {
-            self.cluster.clear_queue(r);
-        }
-        self.cluster.set_lifecycle(r, Lifecycle::Off, self.now);
-        self.gateway.replica_changed(r, &self.cluster);
-        if let Some(ready) = self.gateway.container_exited(r) {
-            let at = self.now + self.gateway.endpoint_delay();
-            self.queue.push(at, Event::Endpoint { replica: r, ready });
-        }
-        for h in held {
-            self.attempt_done(h, AttemptResult::Reset, 0);
-        }
+        self.wipe(r, Lifecycle::Off);
     }
 }

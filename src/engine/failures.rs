@@ -117,7 +117,14 @@ impl Sim<'_> {
             // No machine to crash (an autoscaler's empty slot).
             return;
         }
-        self.cluster.set_lifecycle(r, Lifecycle::Failed, self.now);
+        self.wipe(r, Lifecycle::Failed);
+    }
+
+    /// Replica `r` loses everything (a crash, or a terminated pod): it goes to `state`, its
+    /// pending work and queues are void, its KV cache empty, and every attempt it held ends
+    /// with a reset.
+    pub(super) fn wipe(&mut self, r: u32, state: Lifecycle) {
+        self.cluster.set_lifecycle(r, state, self.now);
         self.recover_due[r as usize] = SimTime::MAX;
         self.iter_due[r as usize] = SimTime::MAX;
         self.load_due[r as usize] = SimTime::MAX;
