@@ -48,14 +48,7 @@ pub(super) fn autoscalers(
         })?;
         let built = (entry.build)(&params, &ctx).map_err(|e| c.err(&path, e))?;
         let label = label.unwrap_or_else(|| name.clone());
-        if label.is_empty()
-            || !label.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-        {
-            return Err(c.err(
-                &format!("{path}.label"),
-                format!("= {label:?}: use letters, digits, '_' or '-'"),
-            ));
-        }
+        c.label(&path, &label)?;
         if out.iter().any(|o| o.label == label) {
             return Err(c.err(
                 &path,

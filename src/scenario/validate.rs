@@ -51,6 +51,19 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Checks a row label (`PATH.label`): letters, digits, '_' or '-'.
+    pub(super) fn label(&self, path: &str, label: &str) -> Result<(), ConfigError> {
+        if label.is_empty()
+            || !label.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(self.err(
+                &format!("{path}.label"),
+                format!("= {label:?}: use letters, digits, '_' or '-'"),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
         ConfigError::field(self.file, path, msg)
     }
@@ -1526,14 +1539,7 @@ fn policy(
         c.err(path, format!("unknown policy {name:?}; valid: {}", routing::names()))
     })?;
     let label = label.unwrap_or_else(|| name.clone());
-    if label.is_empty()
-        || !label.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-    {
-        return Err(c.err(
-            &format!("{path}.label"),
-            format!("= {label:?}: use letters, digits, '_' or '-'"),
-        ));
-    }
+    c.label(path, &label)?;
     Ok(PolicySpec { label, entry, params, gateway: gw })
 }
 
