@@ -351,7 +351,17 @@ impl Cluster {
         self.waiting[i].clear();
     }
 
-    /// Time replica `r` takes to load its model after a restart.
+    /// Model-table indexes of the models pool `p` serves (`[0]` for queue clusters).
+    pub fn served_models(&self, p: u16) -> &[u16] {
+        if self.llm.is_empty() {
+            &[0]
+        } else {
+            self.pool_models.get(p as usize).map_or(&[], |m| m.as_slice())
+        }
+    }
+
+    /// Time replica `r` takes to load its model after a restart (its first model's cold
+    /// start).
     pub fn cold_start(&self, r: u32) -> crate::time::SimDuration {
         self.cold_start[r as usize]
     }

@@ -144,6 +144,7 @@ impl Sim<'_> {
             model: self.cluster.class_model_id[class as usize],
             gateway: g,
         };
+        self.scaling_arrival(new.model);
         let h = self.calls.insert(new, &self.trace_hashes);
         self.arm_call_deadlines(h);
         self.admit(h.idx);

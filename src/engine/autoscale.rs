@@ -24,9 +24,10 @@
 //! result. GPU-hours count every replica-second in a state other than `Off`.
 
 use super::{Event, Sim};
-use crate::cluster::Lifecycle;
+use crate::cluster::{Cluster, Lifecycle};
 use crate::policy::autoscale::{
-    AutoscaleCtx, Autoscaler, MetricQuery, PodPhase, PodView, ScaleInput, SimMetric, MAX_METRICS,
+    AutoscaleCtx, Autoscaler, MetricQuery, PodPhase, PodView, PoolSignals, ScaleInput, SimMetric,
+    MAX_METRICS,
 };
 use crate::rng::Stream;
 use crate::scenario::{AutoscalerSpec, Scenario};
@@ -65,8 +66,59 @@ pub(super) struct Scaling {
     rng: Stream,
     polling: bool,
     pods: Vec<PodView>,
+    /// The scaled pool and the models it serves.
+    pool: u16,
+    models: Vec<u16>,
+    /// Gateway-level signals since the previous decision.
+    window: PoolWindow,
+    /// When the previous decision was taken.
+    last_decision: SimTime,
     /// Decisions that changed `spec.replicas`.
     pub changes: u64,
+}
+
+/// What the gateway saw of the pool since the previous decision.
+#[derive(Debug, Default)]
+struct PoolWindow {
+    arrived: u32,
+    ttft_s: Vec<f64>,
+    tpot_sum_s: f64,
+    tpot_n: u32,
+    completed: u32,
+}
+
+impl PoolWindow {
+    /// The signals over `interval_s`, emptying the window.
+    fn take(&mut self, interval_s: f64, held: u32) -> PoolSignals {
+        let n = self.ttft_s.len();
+        let (mean, p95) = if n == 0 {
+            (None, None)
+        } else {
+            self.ttft_s.sort_by(f64::total_cmp);
+            // Nearest rank, as the report's quantiles.
+            let k = ((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1;
+            (Some(self.ttft_s.iter().sum::<f64>() / n as f64), Some(self.ttft_s[k]))
+        };
+        let out = PoolSignals {
+            held,
+            arrival_rate_per_s: if interval_s > 0.0 {
+                f64::from(self.arrived) / interval_s
+            } else {
+                0.0
+            },
+            completed: self.completed,
+            ttft_mean_s: mean,
+            ttft_p95_s: p95,
+            tpot_mean_s: (self.tpot_n > 0).then(|| self.tpot_sum_s / f64::from(self.tpot_n)),
+            interval_s,
+        };
+        self.arrived = 0;
+        self.ttft_s.clear();
+        self.tpot_sum_s = 0.0;
+        self.tpot_n = 0;
+        self.completed = 0;
+        out
+    }
 }
 
 /// The replicas each pool is built with for autoscaler `a`: its maximum for the scaled pool.
@@ -85,6 +137,7 @@ impl Scaling {
     /// Builds autoscaler `a` for a run; `first` is the scaled pool's first replica id.
     pub(super) fn new(
         sc: &Scenario,
+        cluster: &Cluster,
         a: &AutoscalerSpec,
         first: u32,
         size: u32,
@@ -93,7 +146,44 @@ impl Scaling {
         let Some(pool) = a.pool else { return Ok(None) };
         let names: Vec<String> = sc.pools.iter().map(|p| p.name.clone()).collect();
         let initial: Vec<u32> = sc.pools.iter().map(|p| p.replicas).collect();
-        let ctx = AutoscaleCtx { pools: &names, initial: &initial };
+        // Each pool's first replica id, its mean startup and replica-hour price.
+        let mut firsts = Vec::with_capacity(sc.pools.len());
+        let mut r = 0u32;
+        for (i, p) in sc.pools.iter().enumerate() {
+            firsts.push(r);
+            r += if i == pool as usize { size } else { p.replicas };
+        }
+        let startup: Vec<SimDuration> = sc
+            .pools
+            .iter()
+            .zip(&firsts)
+            .map(|(p, &f)| {
+                let lc = &p.lifecycle;
+                let provision =
+                    lc.provision_s.as_ref().map_or(0.0, |d| d.mean_unclamped().max(0.0));
+                let load = if cluster.is_llm() && (f as usize) < cluster.len() {
+                    cluster.cold_start(f)
+                } else {
+                    lc.load
+                };
+                SimDuration::from_secs_f64(provision) + lc.image_pull + load
+            })
+            .collect();
+        let price: Vec<f64> = sc
+            .pools
+            .iter()
+            .zip(&firsts)
+            .map(|(p, &f)| {
+                let gpus = cluster.gpus.get(f as usize).copied().unwrap_or(1);
+                f64::from(gpus) * p.lifecycle.gpu_hour_usd
+            })
+            .collect();
+        let ctx = AutoscaleCtx {
+            pools: &names,
+            initial: &initial,
+            startup: &startup,
+            replica_hour_usd: &price,
+        };
         let scaler = (a.entry.build)(&a.params, &ctx)?;
         let queries = scaler.metrics().to_vec();
         if queries.len() > MAX_METRICS {
@@ -121,6 +211,10 @@ impl Scaling {
             rng: Stream::new(run_seed, "autoscale:provision", u64::from(pool)),
             polling: false,
             pods: Vec::new(),
+            pool,
+            models: cluster.served_models(pool).to_vec(),
+            window: PoolWindow::default(),
+            last_decision: SimTime::ZERO,
             changes: 0,
         }))
     }
@@ -165,6 +259,43 @@ fn reduce(
 }
 
 impl Sim<'_> {
+    /// A request for `model` arrived at the gateway.
+    #[inline]
+    pub(super) fn scaling_arrival(&mut self, model: u16) {
+        if let Some(s) = &mut self.scaling {
+            if s.models.contains(&model) {
+                s.window.arrived += 1;
+            }
+        }
+    }
+
+    /// A request ended with an answer from replica `r` (`ttft`, `tpot` as recorded).
+    #[inline]
+    pub(super) fn scaling_answered(
+        &mut self,
+        r: u32,
+        ttft: Option<SimDuration>,
+        tpot: Option<SimDuration>,
+    ) {
+        let Some(s) = &mut self.scaling else { return };
+        if self.cluster.pool_of.get(r as usize) != Some(&s.pool) {
+            return;
+        }
+        s.window.completed += 1;
+        if let Some(t) = ttft {
+            s.window.ttft_s.push(t.as_secs_f64());
+        }
+        if let Some(t) = tpot {
+            s.window.tpot_sum_s += t.as_secs_f64();
+            s.window.tpot_n += 1;
+        }
+    }
+
+    /// Requests held for the scaled pool (none without an activator).
+    fn held_for_pool(&self) -> u32 {
+        0
+    }
+
     /// Puts the pool's replicas beyond its initial count `Off`.
     pub(super) fn start_scaling(&mut self) {
         let Some(s) = &self.scaling else { return };
@@ -220,6 +351,7 @@ impl Sim<'_> {
 
     /// An autoscaler decision.
     pub(super) fn on_autoscale(&mut self) {
+        let held = self.held_for_pool();
         let Some(s) = &mut self.scaling else { return };
         let now = self.now;
         s.pods.clear();
@@ -236,7 +368,10 @@ impl Sim<'_> {
             s.pods.push(PodView { phase: ph, created: m.created, values });
         }
         s.pods.sort_by_key(|p| p.created);
-        let input = ScaleInput { now, current, pods: &s.pods };
+        let interval_s = now.since(s.last_decision).as_secs_f64();
+        s.last_decision = now;
+        let signals = s.window.take(interval_s, held);
+        let input = ScaleInput::new(now, current, &s.pods).with_pool(signals);
         let want = s.scaler.decide(&input).min(s.members.len() as u32);
         if want != current {
             s.changes += 1;

@@ -528,6 +528,9 @@ impl Sim<'_> {
             downgraded: info.downgraded,
         };
         end.apply(&mut self.rec);
+        if done {
+            self.scaling_answered(info.last_replica, ttft, tpot);
+        }
         self.groups.record(info.class, info.last_replica, &self.cluster, &end);
         if !self.faults.is_empty() && info.measured {
             // Time to first token as the client saw it (the whole response for queue

@@ -412,10 +412,15 @@ impl<'a> Sim<'a> {
         let (scaling, scaled_initial) = match autoscaler.pool {
             Some(p) => {
                 let first: u32 = sizes[..p as usize].iter().sum();
-                let s = autoscale::Scaling::new(sc, autoscaler, first, sizes[p as usize], run_seed)
-                    .map_err(|e| {
-                        RunFailure::Invariant(format!("autoscaler failed to build: {e}"))
-                    })?;
+                let s = autoscale::Scaling::new(
+                    sc,
+                    &cluster,
+                    autoscaler,
+                    first,
+                    sizes[p as usize],
+                    run_seed,
+                )
+                .map_err(|e| RunFailure::Invariant(format!("autoscaler failed to build: {e}")))?;
                 (s, sc.pools[p as usize].replicas)
             }
             None => (None, 0),

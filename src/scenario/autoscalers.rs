@@ -23,7 +23,7 @@ pub(super) fn autoscalers(
 ) -> Result<Vec<AutoscalerSpec>, ConfigError> {
     let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
     let initial: Vec<u32> = pools.iter().map(|p| p.replicas).collect();
-    let ctx = AutoscaleCtx { pools: &names, initial: &initial };
+    let ctx = AutoscaleCtx::new(&names, &initial);
     let Some(list) = raw else {
         return Ok(vec![AutoscalerSpec {
             label: "none".into(),

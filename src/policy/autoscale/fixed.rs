@@ -48,10 +48,10 @@ mod tests {
 
     #[test]
     fn fixed_keeps_the_current_count_and_refuses_parameters() {
-        let ctx = AutoscaleCtx { pools: &["p".to_string()], initial: &[3] };
+        let ctx = AutoscaleCtx::new(&["p".to_string()], &[3]);
         let mut a = build(&serde_yaml_ng::Value::Null, &ctx).expect("builds");
         assert!(a.is_fixed());
-        let input = ScaleInput { now: SimTime::ZERO, current: 3, pods: &[] };
+        let input = ScaleInput::new(SimTime::ZERO, 3, &[]);
         assert_eq!(a.decide(&input), 3);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str("{ min: 1 }").expect("yaml");
         assert!(build(&v, &ctx).is_err());

@@ -1254,7 +1254,7 @@ mod tests {
 
     fn core(yaml: &str) -> HpaCore {
         let names = pools();
-        let ctx = AutoscaleCtx { pools: &names, initial: &[1] };
+        let ctx = AutoscaleCtx::new(&names, &[1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("yaml");
         let spec: HpaSpec = parse_params(&v).expect("spec parses");
         HpaCore::new(spec.resolve(&ctx).expect("spec resolves").1)
@@ -1262,7 +1262,7 @@ mod tests {
 
     fn build_err(yaml: &str) -> String {
         let names = pools();
-        let ctx = AutoscaleCtx { pools: &names, initial: &[1] };
+        let ctx = AutoscaleCtx::new(&names, &[1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("yaml");
         build(&v, &ctx).err().expect("must fail")
     }
@@ -1616,7 +1616,7 @@ mod tests {
     #[test]
     fn registry_entry_builds() {
         let names = pools();
-        let ctx = AutoscaleCtx { pools: &names, initial: &[1] };
+        let ctx = AutoscaleCtx::new(&names, &[1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(
             "{ scaleTargetRef: { apiVersion: apps/v1, kind: Deployment, name: llama }, \
              maxReplicas: 4, syncPeriodSeconds: 30 }",
@@ -1625,7 +1625,7 @@ mod tests {
         let mut a = (ENTRY.build)(&v, &ctx).expect("builds");
         assert_eq!(a.interval(), SimDuration::from_secs(30));
         assert_eq!(a.bounds(), (1, 4));
-        let input = ScaleInput { now: SimTime::ZERO, current: 1, pods: &[ready(100.0)] };
+        let input = ScaleInput::new(SimTime::ZERO, 1, &[ready(100.0)]);
         // cpu 100 % vs 80 %: ceil(1.25 × 1) = 2.
         assert_eq!(a.decide(&input), 2);
     }

@@ -643,7 +643,7 @@ mod tests {
 
     fn keda(yaml: &str) -> Keda {
         let names = vec!["llama".to_string()];
-        let ctx = AutoscaleCtx { pools: &names, initial: &[1] };
+        let ctx = AutoscaleCtx::new(&names, &[1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("yaml");
         let spec: KedaSpec = parse_params(&v).expect("spec parses");
         spec.resolve(&ctx).expect("spec resolves")
@@ -651,14 +651,14 @@ mod tests {
 
     fn keda_err(yaml: &str) -> String {
         let names = vec!["llama".to_string()];
-        let ctx = AutoscaleCtx { pools: &names, initial: &[1] };
+        let ctx = AutoscaleCtx::new(&names, &[1]);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("yaml");
         build(&v, &ctx).err().expect("must fail")
     }
 
     /// `decide` at `t` seconds.
     fn at(k: &mut Keda, t: u64, current: u32, pods: &[PodView]) -> u32 {
-        k.decide(&ScaleInput { now: secs(t), current, pods })
+        k.decide(&ScaleInput::new(secs(t), current, pods))
     }
 
     #[test]

@@ -717,7 +717,7 @@ mod tests {
 
     fn ctx() -> AutoscaleCtx<'static> {
         static POOLS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        AutoscaleCtx { pools: POOLS.get_or_init(|| vec!["p".to_string()]), initial: &[1] }
+        AutoscaleCtx::new(POOLS.get_or_init(|| vec!["p".to_string()]), &[1])
     }
 
     /// Pool `p`, `max_scale: 100` unless `extra` sets it, and `extra`.
@@ -745,7 +745,7 @@ mod tests {
     }
 
     fn at(k: &mut Kpa, t_s: u64, current: u32, pods: &[PodView]) -> u32 {
-        let input = ScaleInput { now: SimTime::ZERO + SimDuration::from_secs(t_s), current, pods };
+        let input = ScaleInput::new(SimTime::ZERO + SimDuration::from_secs(t_s), current, pods);
         k.decide(&input)
     }
 
@@ -1094,7 +1094,7 @@ mod tests {
         let v: serde_yaml_ng::Value =
             serde_yaml_ng::from_str("{ pool: p, max_scale: 1 }").expect("yaml");
         assert!(configure(&v, &ctx()).is_ok());
-        let ctx3 = AutoscaleCtx { pools: ctx().pools, initial: &[3] };
+        let ctx3 = AutoscaleCtx::new(ctx().pools, &[3]);
         assert!(configure(&v, &ctx3).err().is_some_and(|e| e.contains("starts with 3")));
     }
 

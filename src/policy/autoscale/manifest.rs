@@ -189,7 +189,7 @@ spec:
 
     fn load(text: &str, pool: &str) -> Result<(String, Box<dyn Autoscaler>, String), String> {
         let names = vec![pool.to_string()];
-        let ctx = AutoscaleCtx { pools: &names, initial: &[1] };
+        let ctx = AutoscaleCtx::new(&names, &[1]);
         from_manifest(text, "autoscaler.yaml", &ctx)
     }
 
@@ -209,7 +209,7 @@ spec:
             created: SimTime::ZERO,
             values: [Some(100.0), Some(3.0), None, None],
         };
-        let input = ScaleInput { now: secs(0), current: 2, pods: &[busy, busy] };
+        let input = ScaleInput::new(secs(0), 2, &[busy, busy]);
         assert_eq!(a.decide(&input), 6);
     }
 
@@ -228,18 +228,17 @@ spec:
         };
         let mut current = 1;
         // t=0: 12 waiting → active; HPA: ceil(12 / 5) = 3 (legacy limit max(2, 4) = 4).
-        current = a.decide(&ScaleInput { now: secs(0), current, pods: &[pod(12.0)] });
+        current = a.decide(&ScaleInput::new(secs(0), current, &[pod(12.0)]));
         assert_eq!(current, 3);
         // Then nothing waits: the HPA's legacy 300 s window holds 3 until t=300, then its
         // minReplicas 1; KEDA goes to idleReplicaCount 0 once 0 + 360 < now: t=375.
         let idle = [pod(0.0), pod(0.0), pod(0.0)];
         for t in (15..=360).step_by(15) {
-            current =
-                a.decide(&ScaleInput { now: secs(t), current, pods: &idle[..current as usize] });
+            current = a.decide(&ScaleInput::new(secs(t), current, &idle[..current as usize]));
             let want = if t <= 300 { 3 } else { 1 };
             assert_eq!(current, want, "t={t}");
         }
-        current = a.decide(&ScaleInput { now: secs(375), current, pods: &idle[..1] });
+        current = a.decide(&ScaleInput::new(secs(375), current, &idle[..1]));
         assert_eq!(current, 0);
     }
 

@@ -112,6 +112,44 @@ pub struct ScaleInput<'a> {
     pub current: u32,
     /// Every existing pod of the pool, oldest first.
     pub pods: &'a [PodView],
+    /// Pool-level signals the gateway sees (not per pod).
+    pub pool: PoolSignals,
+}
+
+/// What the gateway in front of the pool measured since the previous decision: the signals
+/// a forecaster or an SLA planner reads (Dynamo's planner reads the frontend's request rate
+/// and TTFT/ITL; a Knative activator reports the requests it holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolSignals {
+    /// Requests held at the gateway now because the pool has no ready pod (the activator's
+    /// buffer; 0 without one). The demand that scales a pool up from zero.
+    pub held: u32,
+    /// Requests for the pool's model(s) arriving at the gateway per second since the
+    /// previous decision (all of them: routed, held or refused).
+    pub arrival_rate_per_s: f64,
+    /// Requests of the pool's models that ended with an answer on one of its replicas since
+    /// the previous decision.
+    pub completed: u32,
+    /// Mean and 95th percentile of their time to first token (s); `None`: none finished.
+    pub ttft_mean_s: Option<f64>,
+    /// 95th percentile TTFT (s).
+    pub ttft_p95_s: Option<f64>,
+    /// Mean time per output token of those with at least two tokens (s).
+    pub tpot_mean_s: Option<f64>,
+    /// Seconds since the previous decision (the interval the rates cover).
+    pub interval_s: f64,
+}
+
+impl<'a> ScaleInput<'a> {
+    /// An input with no pool-level signals.
+    pub fn new(now: SimTime, current: u32, pods: &'a [PodView]) -> ScaleInput<'a> {
+        ScaleInput { now, current, pods, pool: PoolSignals::default() }
+    }
+
+    /// The same with pool signals `pool`.
+    pub fn with_pool(self, pool: PoolSignals) -> ScaleInput<'a> {
+        ScaleInput { pool, ..self }
+    }
 }
 
 impl ScaleInput<'_> {
@@ -161,6 +199,23 @@ pub struct AutoscaleCtx<'a> {
     pub pools: &'a [String],
     /// Initial replicas of each pool.
     pub initial: &'a [u32],
+    /// Mean time from a scale-up decision to a Ready pod, per pool (provisioning + image
+    /// pull + model load); empty: unknown (zero).
+    pub startup: &'a [SimDuration],
+    /// Price of one replica-hour of each pool in $ (GPUs × per-GPU-hour price); empty: 0.
+    pub replica_hour_usd: &'a [f64],
+}
+
+impl<'a> AutoscaleCtx<'a> {
+    /// A context of pools `pools` with initial sizes `initial`, startup and prices unknown.
+    pub fn new(pools: &'a [String], initial: &'a [u32]) -> AutoscaleCtx<'a> {
+        AutoscaleCtx { pools, initial, startup: &[], replica_hour_usd: &[] }
+    }
+
+    /// Mean startup of pool `p` (zero when unknown).
+    pub fn startup_of(&self, p: u16) -> SimDuration {
+        self.startup.get(p as usize).copied().unwrap_or(SimDuration::ZERO)
+    }
 }
 
 impl AutoscaleCtx<'_> {

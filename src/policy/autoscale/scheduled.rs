@@ -107,18 +107,14 @@ mod tests {
     #[test]
     fn follows_the_timetable_and_refuses_bad_steps() {
         let (pools, initial) = ctx();
-        let c = AutoscaleCtx { pools: &pools, initial: &initial };
+        let c = AutoscaleCtx::new(&pools, &initial);
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(
             "{ pool: p, steps: [ { at_s: 0, replicas: 2 }, { at_s: 60, replicas: 5 } ] }",
         )
         .expect("yaml");
         let mut a = build(&v, &c).expect("builds");
         assert_eq!(a.bounds(), (2, 5));
-        let at = |s: u64| ScaleInput {
-            now: SimTime::ZERO + SimDuration::from_secs(s),
-            current: 2,
-            pods: &[],
-        };
+        let at = |s: u64| ScaleInput::new(SimTime::ZERO + SimDuration::from_secs(s), 2, &[]);
         assert_eq!(a.decide(&at(59)), 2);
         assert_eq!(a.decide(&at(60)), 5);
         assert_eq!(a.decide(&at(600)), 5);
