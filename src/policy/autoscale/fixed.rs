@@ -48,7 +48,8 @@ mod tests {
 
     #[test]
     fn fixed_keeps_the_current_count_and_refuses_parameters() {
-        let ctx = AutoscaleCtx::new(&["p".to_string()], &[3]);
+        let pools = ["p".to_string()];
+        let ctx = AutoscaleCtx::new(&pools, &[3]);
         let mut a = build(&serde_yaml_ng::Value::Null, &ctx).expect("builds");
         assert!(a.is_fixed());
         let input = ScaleInput::new(SimTime::ZERO, 3, &[]);

@@ -1625,7 +1625,8 @@ mod tests {
         let mut a = (ENTRY.build)(&v, &ctx).expect("builds");
         assert_eq!(a.interval(), SimDuration::from_secs(30));
         assert_eq!(a.bounds(), (1, 4));
-        let input = ScaleInput::new(SimTime::ZERO, 1, &[ready(100.0)]);
+        let pods = [ready(100.0)];
+        let input = ScaleInput::new(SimTime::ZERO, 1, &pods);
         // cpu 100 % vs 80 %: ceil(1.25 × 1) = 2.
         assert_eq!(a.decide(&input), 2);
     }

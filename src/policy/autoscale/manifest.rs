@@ -209,7 +209,8 @@ spec:
             created: SimTime::ZERO,
             values: [Some(100.0), Some(3.0), None, None],
         };
-        let input = ScaleInput::new(secs(0), 2, &[busy, busy]);
+        let pods = [busy, busy];
+        let input = ScaleInput::new(secs(0), 2, &pods);
         assert_eq!(a.decide(&input), 6);
     }
 
