@@ -293,7 +293,7 @@ impl Sim<'_> {
 
     /// Requests held for the scaled pool (none without an activator).
     fn held_for_pool(&self) -> u32 {
-        0
+        self.held_now()
     }
 
     /// Puts the pool's replicas beyond its initial count `Off`.

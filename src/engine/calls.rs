@@ -254,6 +254,7 @@ impl Sim<'_> {
         }
         match route {
             Route::To(r) => self.send(idx, r, view.id),
+            Route::NoCandidate | Route::NoHealthy if self.holds(view.model) => self.hold(idx),
             Route::NoCandidate => self.end_call(idx, Outcome::Rejected, 0),
             Route::NoHealthy => {
                 self.rec.no_healthy += 1;
@@ -461,6 +462,9 @@ impl Sim<'_> {
         if info.state == CallState::GatewayQueued {
             let h = self.calls.handle(idx);
             self.gateway.unqueue(info.gateway, (h.idx, h.gen));
+        }
+        if info.state == CallState::Held {
+            self.unhold(idx);
         }
         self.end_call(idx, outcome, 0);
         self.pump_gateway(info.gateway);

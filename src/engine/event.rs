@@ -135,6 +135,11 @@ pub enum Event {
     },
     /// Check whether draining replicas are empty.
     DrainPoll,
+    /// A call held by the activator may have waited its hold timeout.
+    HoldExpired {
+        /// The call.
+        call: crate::engine::request::CallRef,
+    },
 }
 
 /// Same-instant priority of an event; lower runs first. See the module table.
@@ -172,7 +177,9 @@ impl Event {
             Event::Arrival { .. } | Event::SessionTurn { .. } | Event::Retry { .. } => {
                 Rank::Arrival
             }
-            Event::Deadline { .. } | Event::GatewayDeadline { .. } => Rank::Timeout,
+            Event::Deadline { .. } | Event::GatewayDeadline { .. } | Event::HoldExpired { .. } => {
+                Rank::Timeout
+            }
             Event::Sample
             | Event::Scrape { .. }
             | Event::GatewayTimer { .. }

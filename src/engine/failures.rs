@@ -181,6 +181,7 @@ impl Sim<'_> {
         self.recover_due[r as usize] = SimTime::MAX;
         self.cluster.set_lifecycle(r, Lifecycle::Ready, self.now);
         self.gateway.replica_changed(r, &self.cluster);
+        self.release_held();
     }
 
     /// Replica `r` hangs for `len` more: its pending work moves `len` later.

@@ -27,6 +27,7 @@ mod calls;
 mod deadlines;
 pub mod event;
 mod failures;
+mod hold;
 mod probes;
 pub mod queue;
 pub mod request;
@@ -82,6 +83,9 @@ pub struct RunOutput {
     pub decisions: Vec<Decision>,
     /// Fault windows that opened during the run.
     pub faults: Vec<FaultWindow>,
+    /// Nanoseconds each replica spent in each lifecycle state over the whole run
+    /// ([`crate::cluster::Lifecycle::ALL`] order); each row sums to `end_time`.
+    pub replica_state_ns: Vec<[u64; 7]>,
 }
 
 /// One time-series sample of the whole cluster.
@@ -233,6 +237,8 @@ pub struct Sim<'a> {
     closed: bool,
     /// The run's autoscaler and its pool (`None`: fixed).
     scaling: Option<autoscale::Scaling>,
+    /// The activator holding the scaled pool's requests at zero ready pods.
+    activator: Option<crate::gateway::activator::Activator>,
     /// Replicas the scaled pool starts with.
     scaled_initial: u32,
     /// Provisioned nanoseconds of each replica when the measurement window opened / closed.
@@ -425,6 +431,9 @@ impl<'a> Sim<'a> {
             }
             None => (None, 0),
         };
+        let activator = autoscaler.activator.zip(autoscaler.pool).map(|(t, p)| {
+            crate::gateway::activator::Activator::new(cluster.served_models(p).to_vec(), t)
+        });
         let remapped = remap_faults(&sc.faults, &sc.pools, &sizes);
         let (faults, first_faults) =
             FaultPlan::new(remapped.as_deref().unwrap_or(&sc.faults), run_seed);
@@ -471,6 +480,7 @@ impl<'a> Sim<'a> {
             exclusions: Vec::new(),
             pumping: false,
             closed: false,
+            activator,
             scaling,
             scaled_initial,
             provisioned_at_start: Vec::new(),
@@ -538,6 +548,7 @@ impl<'a> Sim<'a> {
                 Event::Provisioned { replica } => self.on_provisioned(replica),
                 Event::GraceEnd { replica } => self.on_grace_end(replica),
                 Event::DrainPoll => self.on_drain_poll(),
+                Event::HoldExpired { call } => self.on_hold_expired(call),
             }
             self.flush_timers();
             if self.open_classes == 0 && self.calls.live() == 0 && self.sessions.live() == 0 {
@@ -765,6 +776,9 @@ impl<'a> Sim<'a> {
         self.rec.finalize_run(llm);
         let groups = self.groups.finish(llm);
         let replica_names = self.cluster.replica_names(&self.sc.pools);
+        let replica_state_ns = (0..self.cluster.len() as u32)
+            .map(|r| self.cluster.lifecycle_ns(r, self.now))
+            .collect();
         Ok(RunOutput {
             run_seed,
             recorder: self.rec,
@@ -780,6 +794,7 @@ impl<'a> Sim<'a> {
             replica_names,
             decisions: std::mem::take(&mut self.gateway.decisions),
             faults: std::mem::take(&mut self.faults.windows),
+            replica_state_ns,
         })
     }
 }

@@ -47,6 +47,9 @@ impl Sim<'_> {
     /// A readiness change of replica `r` reaches the gateways.
     pub(super) fn on_endpoint(&mut self, r: u32, ready: bool) {
         self.gateway.set_endpoint(r, ready, &self.cluster, self.now);
+        if ready {
+            self.release_held();
+        }
         for g in 0..self.gateway.len() as u16 {
             self.pump_gateway(g);
         }

@@ -202,6 +202,8 @@ pub enum CallState {
     Free,
     /// Waiting in a gateway's admission queue.
     GatewayQueued,
+    /// Held by the activator until a replica of its pool is ready.
+    Held,
     /// Waiting for its next attempt (retry backoff, rate-limit delay).
     Waiting,
     /// At least one attempt in flight.
@@ -239,7 +241,8 @@ pub struct CallInfo {
     pub gen: u32,
     /// Where it is.
     pub state: CallState,
-    /// When it entered a gateway queue (valid while `GatewayQueued`).
+    /// When it entered a gateway queue or the activator (valid while `GatewayQueued` /
+    /// `Held`).
     pub queued_at: SimTime,
     /// Last replica an attempt went to (`u32::MAX`: none yet).
     pub last_replica: u32,

@@ -26,6 +26,7 @@
 //! Decision accounting: requests routed to each replica and an optional decision trace for a
 //! window of request ids (`--trace-decisions`).
 
+pub mod activator;
 pub mod active_health;
 pub mod admission;
 pub mod circuit_breaker;

@@ -254,6 +254,10 @@ pub struct Recorder {
     pub gateway_rejected: u64,
     /// Requests a gateway had no healthy or available replica for, all requests.
     pub no_healthy: u64,
+    /// Requests the activator held (a scaled pool had no ready replica), all requests.
+    pub held: u64,
+    /// Held requests that waited the whole hold timeout (504, counted `error`).
+    pub held_expired: u64,
     /// Replica ejections by the gateways' health mechanisms, summed over instances.
     pub ejections: u64,
     /// Replica-seconds provisioned within the measurement window (every state but `Off`).

@@ -44,11 +44,19 @@ pub struct ManifestEntry {
     pub replications: Vec<u32>,
     /// Policy labels in order.
     pub policies: Vec<String>,
+    /// Autoscaler labels in order (`none` is the fixed-size run); absent in manifests from
+    /// before autoscaling, which ran `none` only.
+    #[serde(default = "fixed_only")]
+    pub autoscalers: Vec<String>,
     /// `--set` overrides.
     pub overrides: Vec<String>,
     /// The scenario's `checks:` (so `merge` can evaluate them on the whole result).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
+}
+
+fn fixed_only() -> Vec<String> {
+    vec!["none".into()]
 }
 
 impl Manifest {
@@ -76,6 +84,7 @@ impl Manifest {
                     seed: s.seed,
                     replications: reps.clone(),
                     policies: s.policies.iter().map(|p| p.label.clone()).collect(),
+                    autoscalers: s.autoscalers.iter().map(|a| a.label.clone()).collect(),
                     overrides: s.overrides.clone(),
                     checks: s.checks.clone(),
                 })
@@ -112,17 +121,19 @@ impl Manifest {
         let mut out = BTreeMap::new();
         for e in &self.scenarios {
             for p in &e.policies {
-                for &r in &e.replications {
-                    let key = RunKey {
-                        scenario: e.name.clone(),
-                        cell: e.cell,
-                        params: e.params.clone(),
-                        policy: p.clone(),
-                        autoscaler: "none".into(),
-                        replication: r,
-                    };
-                    let n = out.len();
-                    out.entry(key).or_insert(n);
+                for a in &e.autoscalers {
+                    for &r in &e.replications {
+                        let key = RunKey {
+                            scenario: e.name.clone(),
+                            cell: e.cell,
+                            params: e.params.clone(),
+                            policy: p.clone(),
+                            autoscaler: a.clone(),
+                            replication: r,
+                        };
+                        let n = out.len();
+                        out.entry(key).or_insert(n);
+                    }
                 }
             }
         }

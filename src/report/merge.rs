@@ -23,8 +23,8 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<CommandOutput, ConfigE
                 return Err(ConfigError::file(
                     &name,
                     format!(
-                    "run {} / {} / replication {} is also in another shard (merge each shard once)",
-                    r.key.scenario, r.key.policy, r.key.replication
+                    "run {} / {} / {} / replication {} is also in another shard (merge each shard once)",
+                    r.key.scenario, r.key.policy, r.key.autoscaler, r.key.replication
                 ),
                 ));
             }

@@ -326,6 +326,7 @@ mod tests {
             decisions: Vec::new(),
             groups: Vec::new(),
             faults: Vec::new(),
+            replica_state_ns: Vec::new(),
         }
     }
 

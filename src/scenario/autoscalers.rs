@@ -6,12 +6,17 @@
 //! Every entry is built once here against the scenario's pools, so a bad parameter, an
 //! unknown metric or pool is a load error naming the entry; runs build their own instance.
 //! Without `autoscalers:` a scenario runs `fixed` only, labelled `none` in result rows.
+//!
+//! Besides its own parameters an entry may say `activator: true | false | { timeout_s }`:
+//! whether requests are held while the pool has no ready pod (`gateway::activator`); the
+//! default is the autoscaler's own (on for `kpa`, off otherwise).
 
 use super::validate::Ctx;
 use super::AutoscalerSpec;
 use crate::error::ConfigError;
-use crate::policy::autoscale::{self, AutoscaleCtx};
+use crate::policy::autoscale::{self, AutoscaleCtx, DEFAULT_HOLD_TIMEOUT};
 use crate::spec::PoolSpec;
+use crate::time::SimDuration;
 use serde_yaml_ng::Value;
 use std::path::Path;
 
@@ -31,6 +36,7 @@ pub(super) fn autoscalers(
             params: Value::Null,
             pool: None,
             bounds: (0, 0),
+            activator: None,
         }]);
     };
     if list.is_empty() {
@@ -42,7 +48,7 @@ pub(super) fn autoscalers(
     let mut out: Vec<AutoscalerSpec> = Vec::new();
     for (i, v) in list.iter().enumerate() {
         let path = format!("autoscalers[{i}]");
-        let (name, label, params) = entry(c, &path, v)?;
+        let (name, label, params, activator) = entry(c, &path, v)?;
         let entry = autoscale::find(&name).ok_or_else(|| {
             c.err(&path, format!("unknown autoscaler {name:?}; valid: {}", autoscale::names()))
         })?;
@@ -56,19 +62,62 @@ pub(super) fn autoscalers(
             ));
         }
         let pool = (!built.is_fixed()).then(|| built.pool());
-        out.push(AutoscalerSpec { label, entry, params, pool, bounds: built.bounds() });
+        let activator = match activator {
+            Activator::Default => built.holds_requests().then_some(DEFAULT_HOLD_TIMEOUT),
+            Activator::Off => None,
+            Activator::On(t) => Some(t),
+        };
+        let activator = activator.filter(|_| pool.is_some());
+        out.push(AutoscalerSpec { label, entry, params, pool, bounds: built.bounds(), activator });
     }
     Ok(out)
 }
 
-/// `(name, label, params)` of one entry.
+/// An entry's `activator:`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Activator {
+    /// Not given: the autoscaler's own default.
+    Default,
+    /// `false`.
+    Off,
+    /// `true` (hold timeout 300 s) or `{ timeout_s }`.
+    On(SimDuration),
+}
+
+/// Reads `activator: true | false | { timeout_s: S }`.
+fn activator(c: &Ctx<'_>, path: &str, v: Option<Value>) -> Result<Activator, ConfigError> {
+    let path = format!("{path}.activator");
+    let bad = || {
+        c.err(&path, "must be true, false or { timeout_s: <seconds> } (how long a request is held)")
+    };
+    match v {
+        None => Ok(Activator::Default),
+        Some(Value::Bool(false)) => Ok(Activator::Off),
+        Some(Value::Bool(true)) => Ok(Activator::On(DEFAULT_HOLD_TIMEOUT)),
+        Some(Value::Mapping(m)) => {
+            let mut t = DEFAULT_HOLD_TIMEOUT;
+            for (k, v) in &m {
+                match (k.as_str(), v.as_f64()) {
+                    (Some("timeout_s"), Some(x)) if x.is_finite() && x > 0.0 => {
+                        t = SimDuration::from_secs_f64(x);
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            Ok(Activator::On(t))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// `(name, label, params, activator)` of one entry.
 fn entry(
     c: &Ctx<'_>,
     path: &str,
     v: &Value,
-) -> Result<(String, Option<String>, Value), ConfigError> {
+) -> Result<(String, Option<String>, Value, Activator), ConfigError> {
     match v {
-        Value::String(s) => Ok((s.clone(), None, Value::Null)),
+        Value::String(s) => Ok((s.clone(), None, Value::Null, Activator::Default)),
         Value::Mapping(m) => {
             let mut m = m.clone();
             let label = match m.remove("label") {
@@ -76,15 +125,19 @@ fn entry(
                 None => None,
                 Some(_) => return Err(c.err(&format!("{path}.label"), "must be a string")),
             };
+            let act = activator(c, path, m.remove("activator"))?;
             if let Some(f) = m.remove("manifest") {
                 let Value::String(f) = f else {
                     return Err(c.err(&format!("{path}.manifest"), "must be a file path"));
                 };
                 if !m.is_empty() {
-                    return Err(c.err(path, "a `manifest:` entry takes only `label:` besides"));
+                    return Err(c.err(
+                        path,
+                        "a `manifest:` entry takes only `label:` and `activator:` besides",
+                    ));
                 }
                 let (name, mlabel, spec) = manifest(c, &format!("{path}.manifest"), &f)?;
-                return Ok((name, label.or(Some(mlabel)), spec));
+                return Ok((name, label.or(Some(mlabel)), spec, act));
             }
             let name = match m.remove("name") {
                 Some(Value::String(s)) => s,
@@ -95,7 +148,7 @@ fn entry(
                 }
             };
             let params = if m.is_empty() { Value::Null } else { Value::Mapping(m) };
-            Ok((name, label, params))
+            Ok((name, label, params, act))
         }
         _ => Err(c.err(path, "must be an autoscaler name or a mapping with `name:`")),
     }

@@ -136,6 +136,9 @@ pub struct AutoscalerSpec {
     pub pool: Option<u16>,
     /// Bounds of the pool's `spec.replicas` (min, max).
     pub bounds: (u32, u32),
+    /// The activator's hold timeout when one holds the pool's requests at zero ready pods
+    /// (`gateway::activator`); `None`: no activator, such requests are refused.
+    pub activator: Option<SimDuration>,
 }
 
 /// Options that change a scenario as it is loaded.

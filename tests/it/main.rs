@@ -1,5 +1,6 @@
 //! The one integration-test binary. Modules are named by behaviour.
 
+mod autoscaling;
 mod common;
 mod config;
 mod deploy;

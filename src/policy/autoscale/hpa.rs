@@ -50,7 +50,10 @@
 //!
 //! Object/External values are the *sum* over the pool's pods with a sample (a Prometheus
 //! `sum(...)`; no sample at all → 0, like `sum(...) or vector(0)`), truncated to milli-units
-//! like the Prometheus adapter; Pods/Resource values are per pod.
+//! like the Prometheus adapter; Pods/Resource values are per pod. With an activator in front
+//! of the pool (scenario `activator:`), the requests it holds add to the Object/External
+//! totals of `vllm:num_requests_waiting` and concurrency: that is the demand an HPA with
+//! `minReplicas: 0` sees at zero pods.
 //!
 //! **Simplifications.** CPU readiness: a Ready pod's sample always counts (the controller also
 //! ignores a sample taken within one metric window of the Ready transition during the first
@@ -1214,7 +1217,12 @@ impl Autoscaler for Hpa {
         self.core.queries()
     }
     fn decide(&mut self, input: &ScaleInput<'_>) -> u32 {
-        let totals = pool_sums(input.pods);
+        let mut totals = pool_sums(input.pods);
+        for (t, q) in totals.iter_mut().zip(self.core.queries()) {
+            if q.metric.counts_held() {
+                *t += f64::from(input.pool.held);
+            }
+        }
         self.core.sync(input.now, input.current, input.pods, &totals)
     }
     fn bounds(&self) -> (u32, u32) {

@@ -21,7 +21,9 @@
 //!
 //! **Query value.** The query's outer aggregation over the pool's pods with a sample: `sum`,
 //! `avg`, `max`, `min`, `count`; anything else (a bare selector, `rate(...)`) is summed. No
-//! sample → 0 (KEDA's `ignoreNullValues: true` default). `avg_over_time(...[d])` /
+//! sample → 0 (KEDA's `ignoreNullValues: true` default). With an activator (scenario
+//! `activator:`, the HTTP add-on's interceptor), the requests it holds add to `sum` queries
+//! of `vllm:num_requests_waiting` / concurrency, so a ScaledObject at zero activates on them. `avg_over_time(...[d])` /
 //! `max_over_time(...[d])` set the scrape window; other range functions are read as the latest
 //! scrape.
 //!
@@ -602,7 +604,12 @@ impl Autoscaler for Keda {
     }
     fn decide(&mut self, input: &ScaleInput<'_>) -> u32 {
         let now = input.now;
-        let values = self.trigger_values(input.pods);
+        let mut values = self.trigger_values(input.pods);
+        for (v, t) in values.iter_mut().zip(&self.triggers) {
+            if t.read.metric.counts_held() && t.read.aggregation == Aggregation::Sum {
+                *v += f64::from(input.pool.held);
+            }
+        }
         let mut replicas = input.current;
         if now >= self.next_poll {
             self.next_poll = now + self.polling;

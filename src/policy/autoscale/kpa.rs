@@ -55,17 +55,15 @@
 //! - [`Autoscaler::metrics`] asks for one metric with window 0 (the latest scrape):
 //!   [`SimMetric::Concurrency`] or [`SimMetric::RequestRate`]. `values[0] == None` is a missing
 //!   sample (the pod is not ready, not scraped).
-//! - The observed total is the sum of `values[0]` over pods in phase `Ready`, `Pending` or
-//!   `Starting`. `Deleting` and `Failed` pods are left out, as Knative scrapes only the
-//!   endpoints of the private service.
-//! - **Demand at zero pods.** In Knative, when a revision has no pods the activator holds the
-//!   requests and reports them as concurrency. It also pokes the decider, so the first tick
-//!   comes at once and any non-zero value gives `dspc >= 1`. The simulator has no activator
-//!   and routes these requests nowhere. Instead the engine reports the gateway's
-//!   pending/queued requests for the pool on a [`PodView`](super::PodView) in phase `Pending`,
-//!   with that count in `values[0]`. `input.pods` may hold only that view, or be empty (no
-//!   demand, no data). Any positive value then scales to at least 1 (or `activation_scale`) at
-//!   the next tick, up to one tick later than Knative's poke.
+//! - The observed total is the sum of `values[0]` over `Ready` pods plus the requests the
+//!   activator holds ([`PoolSignals::held`](super::PoolSignals)). `Deleting` and `Failed`
+//!   pods are left out, as Knative scrapes only the endpoints of the private service.
+//! - **Demand at zero pods.** In Knative, when a revision has no ready pods the activator
+//!   holds the requests and reports them as concurrency. It also pokes the decider, so the
+//!   first tick comes at once and any non-zero value gives `dspc >= 1`. The engine's activator
+//!   (`gateway::activator`, on for `kpa`) holds them the same way and reports the count in
+//!   `input.pool.held`. Any positive value then scales to at least 1 (or `activation_scale`)
+//!   at the next tick, up to one tick (2 s) later than Knative's poke.
 //!
 //! ## Configuration (snake_case, Knative's names)
 //!
@@ -553,12 +551,12 @@ struct Kpa {
     initialized: bool,
 }
 
-/// Sum of the metric over pods that are scraped (ready) or carry activator demand (pending,
-/// starting); `None` when none has a sample.
+/// Sum of the metric over the ready pods that are scraped, plus the activator's held
+/// requests; `None` when there is neither a sample nor held demand.
 fn observed_total(input: &ScaleInput<'_>) -> Option<f64> {
-    let mut total = None;
+    let mut total = (input.pool.held > 0).then_some(f64::from(input.pool.held));
     for pod in input.pods {
-        if matches!(pod.phase, PodPhase::Ready | PodPhase::Pending | PodPhase::Starting) {
+        if pod.phase == PodPhase::Ready {
             if let Some(v) = pod.values[0].filter(|v| v.is_finite()) {
                 *total.get_or_insert(0.0) += v.max(0.0);
             }
@@ -673,6 +671,9 @@ impl Autoscaler for Kpa {
         self.pool
     }
     /// The queue-proxies report every second (Knative's metric collector scrapes at 1 s).
+    fn holds_requests(&self) -> bool {
+        true
+    }
     fn scrape_interval(&self) -> SimDuration {
         SimDuration::from_secs(1)
     }
@@ -712,7 +713,7 @@ impl Autoscaler for Kpa {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{PodView, MAX_METRICS};
+    use super::super::{PodView, PoolSignals, MAX_METRICS};
     use super::*;
 
     fn ctx() -> AutoscaleCtx<'static> {
@@ -745,7 +746,13 @@ mod tests {
     }
 
     fn at(k: &mut Kpa, t_s: u64, current: u32, pods: &[PodView]) -> u32 {
-        let input = ScaleInput::new(SimTime::ZERO + SimDuration::from_secs(t_s), current, pods);
+        held_at(k, t_s, current, pods, 0)
+    }
+
+    /// A decision with `held` requests in the activator.
+    fn held_at(k: &mut Kpa, t_s: u64, current: u32, pods: &[PodView], held: u32) -> u32 {
+        let input = ScaleInput::new(SimTime::ZERO + SimDuration::from_secs(t_s), current, pods)
+            .with_pool(PoolSignals { held, ..PoolSignals::default() });
         k.decide(&input)
     }
 
@@ -925,9 +932,9 @@ mod tests {
         // At zero with nothing pending: no data, no decision, stays 0.
         assert_eq!(at(&mut k, 0, 0, &[]), 0);
         assert_eq!(at(&mut k, 2, 0, &[]), 0);
-        // The engine reports 1 buffered request on a Pending view. The history starts here, so
-        // stable = panic = 1 and dspc = ceil(1 / 70) = 1. dppc / ready = 1 / max(1, 0) < 2.
-        assert_eq!(at(&mut k, 4, 0, &[pod(PodPhase::Pending, Some(1.0))]), 1);
+        // The activator holds 1 request. The history starts here, so stable = panic = 1 and
+        // dspc = ceil(1 / 70) = 1. dppc / ready = 1 / max(1, 0) < 2.
+        assert_eq!(held_at(&mut k, 4, 0, &[], 1), 1);
         assert_eq!(k.activity, Activity::Activating);
         // The pod is provisioning and reports nothing. Until t = 62 the partial window holds
         // only the sample: 1 / 1 bucket, want 1. At t = 64 (bucket 32, a whole window after
@@ -942,7 +949,10 @@ mod tests {
 
         // activation_scale 3: a non-zero dspc lifts the count to 3.
         let mut k = kpa(", activation_scale: 3");
-        assert_eq!(at(&mut k, 0, 0, &[pod(PodPhase::Starting, Some(1.0))]), 3);
+        assert_eq!(held_at(&mut k, 0, 0, &[], 1), 3);
+        // A value on a pod that is not Ready is not a sample (the engine scrapes Ready pods).
+        let mut k = kpa("");
+        assert_eq!(at(&mut k, 0, 0, &[pod(PodPhase::Starting, Some(1.0))]), 0);
     }
 
     #[test]
@@ -957,7 +967,7 @@ mod tests {
         // One request pending at t = 100 (bucket 50). The last write was bucket 45 (t = 90),
         // less than a window ago, so there is no reset. stable = 1 / 30 buckets = 0.0333 > 0,
         // dspc = 1.
-        assert_eq!(at(&mut k, 100, 0, &[pod(PodPhase::Pending, Some(1.0))]), 1);
+        assert_eq!(held_at(&mut k, 100, 0, &[], 1), 1);
     }
 
     #[test]

@@ -66,6 +66,12 @@ impl SimMetric {
         SimMetric::ALL.iter().find(|(m, _)| *m == self).map_or("?", |(_, ns)| ns[0])
     }
 
+    /// Whether requests held by an activator count in this metric's pool total: they wait
+    /// (the KEDA HTTP add-on interceptor's pending queue, Knative's activator concurrency).
+    pub fn counts_held(self) -> bool {
+        matches!(self, SimMetric::Waiting | SimMetric::Concurrency)
+    }
+
     /// The supported names, for error messages.
     pub fn supported() -> String {
         SimMetric::ALL.iter().map(|(_, ns)| ns[0]).collect::<Vec<_>>().join(", ")
@@ -99,6 +105,10 @@ pub struct PodView {
     /// ([`Autoscaler::metrics`], same order); `None`: no sample (missing).
     pub values: [Option<f64>; MAX_METRICS],
 }
+
+/// The longest an activator holds a request by default: Knative's default revision timeout
+/// (`revision-timeout-seconds: "300"`).
+pub const DEFAULT_HOLD_TIMEOUT: SimDuration = SimDuration::from_secs(300);
 
 /// Most metrics one autoscaler reads.
 pub const MAX_METRICS: usize = 4;
@@ -185,6 +195,12 @@ pub trait Autoscaler: Send {
     /// How often the pods' metrics are scraped (Prometheus' `scrape_interval`, 15 s).
     fn scrape_interval(&self) -> SimDuration {
         SimDuration::from_secs(15)
+    }
+    /// Whether an activator holds the pool's requests while it has no ready pod (Knative's
+    /// activator is always in the path of a revision at zero). A scenario entry's
+    /// `activator:` overrides it.
+    fn holds_requests(&self) -> bool {
+        false
     }
     /// Whether it never changes anything (`fixed`): the engine schedules no ticks.
     fn is_fixed(&self) -> bool {
