@@ -18,6 +18,7 @@ pub mod keda;
 pub mod kpa;
 pub mod manifest;
 pub mod scheduled;
+pub mod wva;
 
 use crate::time::{SimDuration, SimTime};
 use serde::Deserialize;
@@ -246,7 +247,7 @@ pub struct AutoscalerEntry {
 
 /// Every autoscaler, alphabetical.
 pub static AUTOSCALERS: &[&AutoscalerEntry] =
-    &[&fixed::ENTRY, &hpa::ENTRY, &keda::ENTRY, &kpa::ENTRY, &scheduled::ENTRY];
+    &[&fixed::ENTRY, &hpa::ENTRY, &keda::ENTRY, &kpa::ENTRY, &scheduled::ENTRY, &wva::ENTRY];
 
 /// The entry called `name`.
 pub fn find(name: &str) -> Option<&'static AutoscalerEntry> {
