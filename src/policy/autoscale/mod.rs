@@ -17,6 +17,7 @@ pub mod hpa;
 pub mod keda;
 pub mod kpa;
 pub mod manifest;
+pub mod predictive;
 pub mod scheduled;
 pub mod wva;
 
@@ -246,8 +247,15 @@ pub struct AutoscalerEntry {
 }
 
 /// Every autoscaler, alphabetical.
-pub static AUTOSCALERS: &[&AutoscalerEntry] =
-    &[&fixed::ENTRY, &hpa::ENTRY, &keda::ENTRY, &kpa::ENTRY, &scheduled::ENTRY, &wva::ENTRY];
+pub static AUTOSCALERS: &[&AutoscalerEntry] = &[
+    &fixed::ENTRY,
+    &hpa::ENTRY,
+    &keda::ENTRY,
+    &kpa::ENTRY,
+    &predictive::ENTRY,
+    &scheduled::ENTRY,
+    &wva::ENTRY,
+];
 
 /// The entry called `name`.
 pub fn find(name: &str) -> Option<&'static AutoscalerEntry> {
