@@ -17,6 +17,7 @@ pub mod hpa;
 pub mod keda;
 pub mod kpa;
 pub mod manifest;
+pub mod planner;
 pub mod predictive;
 pub mod scheduled;
 pub mod wva;
@@ -252,6 +253,7 @@ pub static AUTOSCALERS: &[&AutoscalerEntry] = &[
     &hpa::ENTRY,
     &keda::ENTRY,
     &kpa::ENTRY,
+    &planner::ENTRY,
     &predictive::ENTRY,
     &scheduled::ENTRY,
     &wva::ENTRY,
