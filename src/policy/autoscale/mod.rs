@@ -17,7 +17,10 @@ pub mod hpa;
 pub mod keda;
 pub mod kpa;
 pub mod manifest;
+pub mod planner;
+pub mod predictive;
 pub mod scheduled;
+pub mod wva;
 
 use crate::time::{SimDuration, SimTime};
 use serde::Deserialize;
@@ -261,8 +264,16 @@ pub struct AutoscalerEntry {
 }
 
 /// Every autoscaler, alphabetical.
-pub static AUTOSCALERS: &[&AutoscalerEntry] =
-    &[&fixed::ENTRY, &hpa::ENTRY, &keda::ENTRY, &kpa::ENTRY, &scheduled::ENTRY];
+pub static AUTOSCALERS: &[&AutoscalerEntry] = &[
+    &fixed::ENTRY,
+    &hpa::ENTRY,
+    &keda::ENTRY,
+    &kpa::ENTRY,
+    &planner::ENTRY,
+    &predictive::ENTRY,
+    &scheduled::ENTRY,
+    &wva::ENTRY,
+];
 
 /// The entry called `name`.
 pub fn find(name: &str) -> Option<&'static AutoscalerEntry> {
