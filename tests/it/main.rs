@@ -2,6 +2,7 @@
 
 mod common;
 mod config;
+mod cost;
 mod deploy;
 mod determinism;
 mod fault_invariants;
