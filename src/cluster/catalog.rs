@@ -8,7 +8,8 @@
 //! whose fields are SI units (bytes, bytes/s, FLOP/s) with the unit last in the name.
 //!
 //! Invariants: every [`Gpu`] has a positive finite memory size and bandwidth and at least one
-//! 16-bit peak; every [`Model`] has positive shapes, and its derived numbers (parameters, KV
+//! 16-bit peak, and its on-demand price per GPU-hour, when known, is a finite non-negative dollar
+//! amount with its source; every [`Model`] has positive shapes, and its derived numbers (parameters, KV
 //! bytes per token, linear FLOPs per token) are computed from the shape; a value given in the
 //! spec must agree with the shape within 1 % or the spec is rejected (that is how the built-in
 //! CSV's derived columns are checked). Lookups are case-insensitive on the name, any alias or
@@ -235,6 +236,13 @@ pub struct GpuSpec {
     /// Free-text remarks.
     #[serde(default)]
     pub notes: String,
+    /// On-demand list price of one GPU for one hour in US dollars (absent: unknown; pools then
+    /// cost 0 unless they set `lifecycle.gpu_hour_usd`).
+    #[serde(default)]
+    pub usd_per_gpu_hour: Option<f64>,
+    /// Where the price comes from and when it was read.
+    #[serde(default)]
+    pub price_source: String,
 }
 
 /// A validated GPU, in SI units.
@@ -264,6 +272,11 @@ pub struct Gpu {
     pub confidence: Confidence,
     /// Where the numbers come from.
     pub source: String,
+    /// On-demand price of one GPU-hour in US dollars, if known (the default of an `llm` pool's
+    /// `lifecycle.gpu_hour_usd`).
+    pub usd_per_gpu_hour: Option<f64>,
+    /// Where the price comes from and when it was read.
+    pub price_source: String,
 }
 
 fn positive(entry: &str, field: &'static str, v: f64) -> Result<f64, CatalogError> {
@@ -274,6 +287,18 @@ fn positive(entry: &str, field: &'static str, v: f64) -> Result<f64, CatalogErro
             entry: entry.to_string(),
             field,
             message: format!("must be a positive number, got {v}"),
+        })
+    }
+}
+
+fn non_negative(entry: &str, field: &'static str, v: f64) -> Result<f64, CatalogError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(CatalogError::Invalid {
+            entry: entry.to_string(),
+            field,
+            message: format!("must be a non-negative number, got {v}"),
         })
     }
 }
@@ -334,6 +359,11 @@ impl Gpu {
             tdp_w: opt_positive(n, "tdp_w", s.tdp_w)?,
             confidence: s.confidence,
             source: s.source.clone(),
+            usd_per_gpu_hour: s
+                .usd_per_gpu_hour
+                .map(|p| non_negative(n, "usd_per_gpu_hour", p))
+                .transpose()?,
+            price_source: s.price_source.clone(),
         })
     }
 
@@ -914,13 +944,21 @@ pub fn kv_capacity_blocks(
 /// The text of `routelab list gpus`.
 pub fn list_gpus() -> String {
     let mut out = format!(
-        "{:<16} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}  {:<10} aliases\n",
-        "gpu", "mem_GB", "bw_GB/s", "bf16_TF", "fp16_TF", "fp8_TF", "link_GB/s", "confidence"
+        "{:<16} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  {:<10} aliases\n",
+        "gpu",
+        "mem_GB",
+        "bw_GB/s",
+        "bf16_TF",
+        "fp16_TF",
+        "fp8_TF",
+        "link_GB/s",
+        "$/GPU-h",
+        "confidence"
     );
     let tf = |v: Option<f64>| v.map_or("-".to_string(), |f| format!("{:.1}", f / 1e12));
     for g in Catalog::builtin().gpus() {
         out.push_str(&format!(
-            "{:<16} {:>7.0} {:>9.0} {:>9} {:>9} {:>9} {:>9}  {:<10} {}\n",
+            "{:<16} {:>7.0} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>8}  {:<10} {}\n",
             g.name,
             g.memory_bytes as f64 / 1e9,
             g.mem_bw_bytes_per_s / 1e9,
@@ -929,6 +967,7 @@ pub fn list_gpus() -> String {
             tf(g.fp8_flops_per_s),
             g.scaleup_link_bytes_per_s_bidir
                 .map_or("pcie".to_string(), |b| format!("{:.0}", b / 1e9)),
+            g.usd_per_gpu_hour.map_or("-".to_string(), |p| format!("{p:.2}")),
             g.confidence.name(),
             g.aliases.join(", ")
         ));
@@ -1169,6 +1208,50 @@ mod tests {
         assert!(Gpu::from_spec(&neg).unwrap_err().to_string().contains("mem_bw_gb_per_s"));
         let moe = ModelSpec { n_routed_experts: Some(8), ..model };
         assert!(Model::from_spec(&moe).unwrap_err().to_string().contains("experts_per_token"));
+    }
+
+    #[test]
+    fn prices_are_sourced_non_negative_and_validated() {
+        // Every built-in price names its source; a GPU without a price says why.
+        for g in cat().gpus() {
+            assert!(!g.price_source.trim().is_empty(), "{} has no price_source", g.name);
+            if let Some(p) = g.usd_per_gpu_hour {
+                assert!(p.is_finite() && p >= 0.0, "{}: {p}", g.name);
+                // The note quotes the price it gives (as `$<price>`), so a typo in one of the
+                // two columns shows.
+                let quoted = format!("${p}");
+                assert!(g.price_source.contains(&quoted), "{}: {quoted} not in its source", g.name);
+            }
+        }
+        // The GPUs a datasheet-grade row describes are priced; the Ascend placeholders are not.
+        for name in ["H100-SXM5-80GB", "A100-80GB-SXM4", "L4", "T4", "B200-HGX", "MI300X"] {
+            assert!(cat().gpu(name).unwrap().usd_per_gpu_hour.is_some(), "{name}");
+        }
+        assert_eq!(cat().gpu("910b").unwrap().usd_per_gpu_hour, None);
+        // A custom entry: absent is unknown, zero is free, negative or NaN is rejected.
+        let spec: GpuSpec = serde_yaml_ng::from_str(
+            "{ name: g, memory_gb: 16, mem_bw_gb_per_s: 300, fp16_dense_tflops: 60, \
+               usd_per_gpu_hour: 0.5, price_source: my quote }",
+        )
+        .unwrap();
+        assert_eq!(Gpu::from_spec(&spec).unwrap().usd_per_gpu_hour, Some(0.5));
+        let free = GpuSpec { usd_per_gpu_hour: Some(0.0), ..spec.clone() };
+        assert_eq!(Gpu::from_spec(&free).unwrap().usd_per_gpu_hour, Some(0.0));
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let s = GpuSpec { usd_per_gpu_hour: Some(bad), ..spec.clone() };
+            let e = Gpu::from_spec(&s).unwrap_err().to_string();
+            assert!(e.contains("usd_per_gpu_hour") && e.contains("non-negative"), "{e}");
+        }
+        // In CSV form a price that is not a number fails the parse, naming the file.
+        let header = "name,memory_gb,mem_bw_gb_per_s,fp16_dense_tflops,usd_per_gpu_hour\n";
+        let e = parse_csv::<GpuSpec>("data/gpus.csv", &format!("{header}g,16,300,60,cheap\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("data/gpus.csv:"), "{e}");
+        let rows =
+            parse_csv::<GpuSpec>("data/gpus.csv", &format!("{header}g,16,300,60,-2\n")).unwrap();
+        assert!(Gpu::from_spec(&rows[0]).is_err(), "a negative CSV price must be rejected");
+        assert!(list_gpus().contains("$/GPU-h"));
     }
 
     #[test]

@@ -68,7 +68,11 @@ impl Sim<'_> {
             _ => self.now,
         };
         self.window_end = Some(end);
-        self.snapshot_provisioned(false);
+        if end > self.now {
+            self.provisioned_snapshot_due = end;
+        } else {
+            self.snapshot_provisioned(false);
+        }
         if let Some(drain) = self.sc.horizon.drain {
             self.queue.push(end + drain, Event::DrainDeadline);
         }
@@ -107,6 +111,7 @@ impl Sim<'_> {
     /// Counts an arrival against the horizon; open-loop arrivals schedule their successor.
     fn count_arrival(&mut self, class: u16, open_loop: bool) -> Result<(), RunFailure> {
         self.arrivals += 1;
+        self.tally.arrivals += 1;
         if self.sc.horizon.max_requests == Some(self.arrivals) {
             self.close_arrivals();
         } else if open_loop {

@@ -434,6 +434,8 @@ impl Sim<'_> {
         // (for a streamed answer, with its first token).
         self.drop_retry_slot(idx);
         let call = self.calls.slot_mut(idx);
+        let first = !call.info.has_first_token;
+        let ttft = self.now - call.info.arrival;
         call.info.first_token = self.now;
         call.info.has_first_token = true;
         if call.info.live > 1 {
@@ -443,6 +445,9 @@ impl Sim<'_> {
                 self.withdraw(l);
                 self.release_attempt(l, None, false);
             }
+        }
+        if first {
+            self.note_sample_ttft(ttft);
         }
     }
 
@@ -534,6 +539,10 @@ impl Sim<'_> {
         end.apply(&mut self.rec);
         if done {
             self.scaling_answered(info.last_replica, ttft, tpot);
+            if !llm {
+                // A queue replica's response is its first (and only) token.
+                self.note_sample_ttft(end.e2e);
+            }
         }
         self.groups.record(info.class, info.last_replica, &self.cluster, &end);
         if !self.faults.is_empty() && info.measured {

@@ -328,3 +328,66 @@ mod kv_index_oracle {
         assert!(ix.applied > pairs, "evictions happened and were applied too");
     }
 }
+
+#[test]
+fn nearest_rank_p95_picks_rank_ceil_095_n() {
+    assert_eq!(nearest_rank_p95(&mut []), None);
+    assert_eq!(nearest_rank_p95(&mut [7]), Some(7));
+    // n = 20: rank ⌈19⌉ = 19; n = 21: rank ⌈19.95⌉ = 20; n = 100: rank 95 (input unsorted).
+    let mut v: Vec<u64> = (1..=20).rev().collect();
+    assert_eq!(nearest_rank_p95(&mut v), Some(19));
+    let mut v: Vec<u64> = (1..=21).rev().collect();
+    assert_eq!(nearest_rank_p95(&mut v), Some(20));
+    let mut v: Vec<u64> = (1..=100).map(|i| (i * 37) % 101).collect();
+    assert_eq!(nearest_rank_p95(&mut v), Some(95));
+}
+
+#[test]
+fn samples_carry_offered_load_and_the_window_p95_ttft() {
+    // One request at a time: every TTFT is one prefill, so each sample window that saw a
+    // first token has exactly that p95, and windows without one have none.
+    let mut sc = llm_scenario(
+        1,
+        0.01,
+        "{ dist: constant, value: 1000 }",
+        "{ dist: constant, value: 20 }",
+        20,
+        None,
+        EngineConfig::default(),
+    );
+    let interval_s = 20.0;
+    sc.timeseries_interval = Some(SimDuration::from_secs_f64(interval_s));
+    let out = run_llm(&sc);
+    let PoolKind::Llm(p) = &sc.pools[0].kind else { unreachable!() };
+    let prefill_ms = p.models[0].latency.iteration_s(&IterationShape::prefill_chunk(1000, 0)) * 1e3;
+    let with: Vec<f64> = out.timeseries.iter().filter_map(|s| s.ttft_p95_ms).collect();
+    assert!(with.len() >= 10, "{} windows with first tokens", with.len());
+    assert!(with.len() < out.timeseries.len(), "some windows have none");
+    for v in with {
+        assert!((v - prefill_ms).abs() < 1e-3, "window p95 {v} vs prefill {prefill_ms}");
+    }
+    // Arrivals per second × interval, summed, counts every arrival before the last sample: all
+    // but those of the last partial window (the run ends with the last answer, ~0.2 s after
+    // the last arrival; at 0.01/s a 20 s window holds a few at most).
+    let counted: f64 = out.timeseries.iter().map(|s| s.arrivals_per_s * interval_s).sum();
+    let arrivals = out.recorder.all.arrivals as f64;
+    assert!(counted.fract().abs() < 1e-9, "whole arrivals: {counted}");
+    assert!(counted <= arrivals && counted >= arrivals - 3.0, "{counted} of {arrivals}");
+}
+
+#[test]
+fn queue_samples_take_the_response_as_the_first_token() {
+    // Constant 50 ms service on ample servers: every response takes exactly 50 ms.
+    let yaml = "name: q\nseed: 3\nhorizon: { duration_s: 20 }\ntimeseries: { interval_s: 1 }\n\
+        workload:\n  - class: c\n    arrival: { process: poisson, rate_per_s: 30 }\n    \
+        service_s: { dist: constant, value: 0.05 }\n\
+        cluster: { pools: [ { name: p, kind: queue, replicas: 8, slots: 8 } ] }\n\
+        policies: [least_requests]\n";
+    let sc = crate::scenario::load_str(yaml, "q.yaml", &LoadOptions::default()).expect("valid");
+    let out = run(&sc, &sc.policies[0], 0).expect("run");
+    let p95: Vec<f64> = out.timeseries.iter().filter_map(|s| s.ttft_p95_ms).collect();
+    assert!(p95.len() >= 15, "{}", p95.len());
+    assert!(p95.iter().all(|v| (v - 50.0).abs() < 1e-6), "{p95:?}");
+    let mean_rate = out.timeseries.iter().take(20).map(|s| s.arrivals_per_s).sum::<f64>() / 20.0;
+    assert!((mean_rate - 30.0).abs() < 4.0, "offered load {mean_rate} vs 30/s");
+}

@@ -117,6 +117,12 @@ pub struct Sample {
     pub replicas: [u32; 4],
     /// Replicas down (crashed or recovering).
     pub down: u64,
+    /// Requests arriving (new requests and session turns) per second since the previous
+    /// sample: the offered load.
+    pub arrivals_per_s: f64,
+    /// Nearest-rank p95 of the TTFTs of the first tokens clients received since the previous
+    /// sample, in ms (queue replicas: of the responses); `None` when none arrived.
+    pub ttft_p95_ms: Option<f64>,
 }
 
 /// A replica's state at a sample, as the run's health view has it.
@@ -178,6 +184,7 @@ struct ClassState {
 /// Counters behind the per-second rates of the time series.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tally {
+    arrivals: u64,
     completed: u64,
     admitted: u64,
     rejected: u64,
@@ -211,6 +218,9 @@ pub struct Sim<'a> {
     health_samples: Vec<HealthSample>,
     tally: Tally,
     tally_at_sample: Tally,
+    /// TTFTs (ns) of the first tokens clients received since the previous sample (kept only
+    /// with a time series).
+    sample_ttft_ns: Vec<u64>,
     llm_effects: Vec<crate::cluster::llm::Effect>,
     trace_hashes: Vec<u64>,
     sessions: Sessions,
@@ -244,6 +254,11 @@ pub struct Sim<'a> {
     /// Provisioned nanoseconds of each replica when the measurement window opened / closed.
     provisioned_at_start: Vec<u64>,
     provisioned_at_end: Vec<u64>,
+    /// When the end-of-window snapshot of provisioned time is due (`MAX`: none pending). A
+    /// duration horizon closes arrivals at the last arrival before it, but the window runs to
+    /// the horizon: the snapshot is taken when the clock first reaches it (or at the end of
+    /// the run), from the state in between, which no event changes.
+    provisioned_snapshot_due: SimTime,
 }
 
 /// `CallInfo::session` of a request outside any session.
@@ -465,6 +480,7 @@ impl<'a> Sim<'a> {
             health_samples: Vec::new(),
             tally: Tally::default(),
             tally_at_sample: Tally::default(),
+            sample_ttft_ns: Vec::new(),
             llm_effects: Vec::new(),
             trace_hashes: Vec::new(),
             sessions: Sessions::default(),
@@ -485,6 +501,7 @@ impl<'a> Sim<'a> {
             scaled_initial,
             provisioned_at_start: Vec::new(),
             provisioned_at_end: Vec::new(),
+            provisioned_snapshot_due: SimTime::MAX,
         };
         sim.start_scaling();
         for (t, track) in first_faults {
@@ -511,6 +528,9 @@ impl<'a> Sim<'a> {
         while let Some((t, ev)) = self.queue.pop() {
             if t < self.now {
                 self.viol.clock += 1;
+            }
+            if t >= self.provisioned_snapshot_due {
+                self.take_due_snapshot();
             }
             self.now = t;
             self.events += 1;
@@ -595,9 +615,13 @@ impl<'a> Sim<'a> {
     /// Snapshots every replica's provisioned time when the measurement window opens
     /// (`start`) or closes, for GPU-hours over the window.
     fn snapshot_provisioned(&mut self, start: bool) {
-        let v: Vec<u64> = (0..self.cluster.len() as u32)
-            .map(|r| self.cluster.provisioned_ns(r, self.now))
-            .collect();
+        self.snapshot_provisioned_at(start, self.now);
+    }
+
+    /// The snapshot of [`Self::snapshot_provisioned`] as of `at` (≥ the last lifecycle change).
+    fn snapshot_provisioned_at(&mut self, start: bool, at: SimTime) {
+        let v: Vec<u64> =
+            (0..self.cluster.len() as u32).map(|r| self.cluster.provisioned_ns(r, at)).collect();
         if start {
             self.provisioned_at_start = v;
         } else {
@@ -670,7 +694,10 @@ impl<'a> Sim<'a> {
             ejected: ejected as u64,
             down: down as u64,
             replicas,
+            arrivals_per_s: per_s(t.arrivals, p.arrivals),
+            ttft_p95_ms: nearest_rank_p95(&mut self.sample_ttft_ns).map(|ns| ns as f64 / 1e6),
         });
+        self.sample_ttft_ns.clear();
         if self.sc.health_timeseries {
             for r in 0..self.cluster.len() as u32 {
                 let state = self.health_state(r);
@@ -680,6 +707,15 @@ impl<'a> Sim<'a> {
         self.tally_at_sample = self.tally;
         if self.samples.len() < MAX_SAMPLES {
             self.queue.push(self.now + interval, Event::Sample);
+        }
+    }
+
+    /// Notes a first token the client received `ttft` after its request arrived, for the
+    /// time series' per-sample p95.
+    #[inline]
+    fn note_sample_ttft(&mut self, ttft: SimDuration) {
+        if self.sc.timeseries_interval.is_some() {
+            self.sample_ttft_ns.push(ttft.as_nanos());
         }
     }
 
@@ -757,7 +793,16 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Takes the pending end-of-window snapshot (see `provisioned_snapshot_due`).
+    fn take_due_snapshot(&mut self) {
+        let due = std::mem::replace(&mut self.provisioned_snapshot_due, SimTime::MAX);
+        self.snapshot_provisioned_at(false, due);
+    }
+
     fn finish(mut self, run_seed: u64) -> Result<RunOutput, RunFailure> {
+        if self.provisioned_snapshot_due != SimTime::MAX {
+            self.take_due_snapshot();
+        }
         let start = self.window_start.unwrap_or(self.now);
         let end = self.window_end.unwrap_or(self.now).max(start);
         if self.cluster.is_llm() {
@@ -797,6 +842,16 @@ impl<'a> Sim<'a> {
             replica_state_ns,
         })
     }
+}
+
+/// The nearest-rank 95th percentile of `v` (reordered; `None` when empty): the value at rank
+/// ⌈0.95 n⌉, as the autoscalers' TTFT signal.
+fn nearest_rank_p95(v: &mut [u64]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let k = ((0.95 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(*v.select_nth_unstable(k).1)
 }
 
 #[cfg(test)]

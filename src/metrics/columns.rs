@@ -28,6 +28,7 @@ pub const LLM_METRICS: &[&str] = &[
     "cold_starts",
     "gpu_hours",
     "cost_usd",
+    "usd_per_m_output_tokens",
 ];
 
 /// Every per-run metric, in column order.
@@ -76,6 +77,7 @@ pub static METRICS: &[MetricDef] = &[
     m("cold_starts", 0),
     m("gpu_hours", 6),
     m("cost_usd", 4),
+    m("usd_per_m_output_tokens", 4),
     m("replicas_mean", 4),
     m("scale_events", 0),
     m("load_imbalance", 4),

@@ -13,8 +13,9 @@
 //!   unfinished) as +infinity, so dropping slow requests cannot look fast.
 //! - [`LlmStats`] holds the counters of `llm` replicas; the report turns them into
 //!   `output_tokens_per_s`, `goodput_rps`, `slo_attainment`, `prefix_hit_rate`,
-//!   `kv_util_mean`, `preemptions`, `rejected_never_fit`, `cold_starts` and `gpu_hours`
-//!   (empty when [`LlmStats::enabled`] is false; definitions in the README).
+//!   `kv_util_mean`, `preemptions`, `rejected_never_fit`, `cold_starts`, `gpu_hours`,
+//!   `cost_usd` and `usd_per_m_output_tokens` (empty when [`LlmStats::enabled`] is false;
+//!   definitions in the README).
 
 pub mod columns;
 pub mod groups;
@@ -397,6 +398,14 @@ impl LlmStats {
     /// Mean KV-cache utilisation over replicas and the measurement window.
     pub fn kv_util_mean(&self) -> Option<f64> {
         (self.replica_window_s > 0.0).then(|| self.kv_util_integral_s / self.replica_window_s)
+    }
+
+    /// Dollars per million output tokens: `cost_usd` over the output tokens of the requests
+    /// completed in the measurement window (those `output_tokens_per_s` counts), × 10^6;
+    /// `None` without such tokens.
+    pub fn usd_per_m_output_tokens(&self) -> Option<f64> {
+        (self.window_output_tokens > 0)
+            .then(|| self.cost_usd / self.window_output_tokens as f64 * 1e6)
     }
 
     /// Cached prompt tokens / prompt tokens of measured requests.

@@ -1,6 +1,7 @@
 //! Per-run detail files beside `runs.csv`: `quantiles.csv` (latency quantiles on a fixed
 //! grid, for CDF plots), `timeseries.csv` (sampled cluster state, when the scenario asks
-//! for it), `health.csv` (each replica's health state at those samples, when the scenario has
+//! for it: queues, rates, replicas by lifecycle state, offered load and the p95 TTFT of each
+//! sample window), `health.csv` (each replica's health state at those samples, when the scenario has
 //! faults or health checks), `faults.csv` (the fault windows that opened), `routing.csv` and
 //! `decisions.csv`. Every record starts with the run key columns, so shards and resumed runs merge by
 //! sorting records on the run's position in the plan.
@@ -46,6 +47,8 @@ pub fn timeseries_header() -> Vec<&'static str> {
             "loading",
             "ready",
             "draining",
+            "arrivals_per_s",
+            "ttft_p95_ms",
         ],
     ]
     .concat()
@@ -105,6 +108,8 @@ pub fn timeseries_records(key: &RunKey, out: &RunOutput) -> Vec<Vec<String>> {
             for n in s.replicas {
                 rec.push(n.to_string());
             }
+            rec.push(fmt_value(Some(s.arrivals_per_s), 3));
+            rec.push(fmt_value(s.ttft_p95_ms, 3));
             rec
         })
         .collect()

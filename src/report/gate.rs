@@ -412,7 +412,14 @@ mod tests {
         for m in ["output_tokens_per_s", "goodput_rps", "slo_attainment", "prefix_hit_rate"] {
             assert!(higher_is_better(m), "{m}");
         }
-        for m in ["gpu_hours", "preemptions", "tpot_ms_p99", "rejected_never_fit"] {
+        for m in [
+            "gpu_hours",
+            "cost_usd",
+            "usd_per_m_output_tokens",
+            "preemptions",
+            "tpot_ms_p99",
+            "rejected_never_fit",
+        ] {
             assert!(!higher_is_better(m), "{m}");
         }
         assert_eq!(floor("slo_attainment"), 1e-3);

@@ -5,7 +5,9 @@
 //! tokens and goodput per second, prefix hit rate, KV utilisation) are shown only for
 //! scenarios where some row defines them, i.e. scenarios with `llm` replicas; queue-only
 //! scenarios get exactly the core table. The failure columns (error, failed and retry rates,
-//! downgraded share) are shown only for scenarios where some row has a non-zero value.
+//! downgraded share) are shown only for scenarios where some row has a non-zero value, and so
+//! are cost (`cost $`) and cost per million output tokens (`$/M out tok`): `llm` pools are
+//! priced from the GPU catalog unless their `lifecycle.gpu_hour_usd` says otherwise.
 //!
 //! Rows of result groups (class, tenant, tier, pool) are left out of the overall tables; with
 //! `groups`, each cell also gets a table by group.
@@ -75,6 +77,7 @@ const COLUMNS: &[Column] = &[
     scaled("replicas_mean", "replicas", 2),
     scaled("gpu_hours", "GPU-h", 2),
     fault("cost_usd", "cost $", 2),
+    fault("usd_per_m_output_tokens", "$/M out tok", 2),
     scaled("scale_events", "scale events", 1),
     core("completed", "completed", 0),
 ];
@@ -291,19 +294,22 @@ mod tests {
         assert_eq!(headers.len(), 3, "{md}");
         let llm_header = "| policy | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | TPOT p95 ms | \
             E2E mean ms | wait mean ms | throughput rps | out tok/s | goodput rps | timeout rate | \
-            reject rate | prefix hit | KV util | cost $ | completed |";
+            reject rate | prefix hit | KV util | cost $ | $/M out tok | completed |";
         assert_eq!(headers[0], llm_header);
         assert_eq!(headers[1], llm_header, "every cell of a scenario has the same columns");
         assert_eq!(headers[2], QUEUE_HEADER);
         assert!(md.contains(
             "| a | 0.5 | 0.5 | 0.5 | 0.50 | 0.5 | 0.5 | 0.5 | 0.5 | 0.5 | \
-            0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.50 | 0 |"
+            0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.50 | 0.50 | 0 |"
         ));
         // A column some row of the scenario defines is shown, with `–` where undefined.
         let mut partial = row("llm", 1, "b", true);
         let i = metric_index("kv_util_mean").expect("metric");
         partial.values[i] = MeanCi::default();
         let md = summary_md(&[row("llm", 1, "a", true), partial], false);
-        assert!(md.contains("| KV util |") && md.contains("| 0.5000 | – | 0.50 | 0 |"), "{md}");
+        assert!(
+            md.contains("| KV util |") && md.contains("| 0.5000 | – | 0.50 | 0.50 | 0 |"),
+            "{md}"
+        );
     }
 }

@@ -29,7 +29,7 @@ pub struct CommandOutput {
 }
 
 use crate::engine::RunOutput;
-use crate::metrics::Recorder;
+use crate::metrics::{LlmStats, Recorder};
 
 pub use crate::metrics::columns::{metric_index, MetricDef, LLM_METRICS, METRICS};
 
@@ -91,6 +91,7 @@ const REPLICA_METRICS: &[&str] = &[
     "cold_starts",
     "gpu_hours",
     "cost_usd",
+    "usd_per_m_output_tokens",
 ];
 
 /// Metrics that describe the whole run only.
@@ -165,6 +166,7 @@ fn values(r: &Recorder, out: &RunOutput, scope: Scope) -> Vec<Option<f64>> {
                 "cold_starts" => llm.map(|l| l.cold_starts as f64),
                 "gpu_hours" => llm.map(|l| l.gpu_hours),
                 "cost_usd" => llm.map(|l| l.cost_usd),
+                "usd_per_m_output_tokens" => llm.and_then(LlmStats::usd_per_m_output_tokens),
                 "replicas_mean" => (window_s > 0.0).then(|| r.replica_s / window_s),
                 "scale_events" => Some(r.scale_events as f64),
                 "load_imbalance" => r.load_imbalance(),
@@ -388,6 +390,9 @@ mod tests {
         assert_eq!(get("rejected_never_fit"), 2.0);
         assert_eq!(get("cold_starts"), 1.0);
         assert_eq!(get("gpu_hours"), 0.333333);
+        assert_eq!(get("cost_usd"), 2.5);
+        // $2.50 over 12,345 output tokens: 2.5 / 12345 × 10^6 = 202.5111... $/M, 4 places.
+        assert_eq!(get("usd_per_m_output_tokens"), 202.5111);
         // TPOT percentiles: the highest value equivalent to the HdrHistogram bucket (within
         // 0.1% of the sample).
         assert!((get("tpot_ms_p50") - 50.0).abs() <= 0.05, "{}", get("tpot_ms_p50"));
@@ -423,6 +428,7 @@ mod tests {
             "slo_attainment",
             "prefix_hit_rate",
             "kv_util_mean",
+            "usd_per_m_output_tokens",
         ] {
             assert_eq!(row.get(m), None, "{m}");
         }
@@ -478,6 +484,7 @@ mod tests {
             ("cold_starts", 0),
             ("gpu_hours", 6),
             ("cost_usd", 4),
+            ("usd_per_m_output_tokens", 4),
             ("replicas_mean", 4),
             ("scale_events", 0),
             ("load_imbalance", 4),

@@ -369,13 +369,15 @@ fn kind_name(p: &RawPool) -> &'static str {
     }
 }
 
-/// A pool's `lifecycle:` (defaults when absent).
+/// A pool's `lifecycle:` (defaults when absent; `gpu_hour_usd` defaults to `catalog_price`).
 fn lifecycle(
     c: &Ctx<'_>,
     path: &str,
     l: Option<&super::raw::RawLifecycle>,
+    catalog_price: f64,
 ) -> Result<crate::spec::pool::Lifecycle, ConfigError> {
-    let mut out = crate::spec::pool::Lifecycle::default();
+    let mut out =
+        crate::spec::pool::Lifecycle { gpu_hour_usd: catalog_price, ..Default::default() };
     let Some(l) = l else { return Ok(out) };
     if let Some(d) = &l.provision_s {
         out.provision_s = Some(dist(c, &format!("{path}.provision_s"), d)?);
@@ -445,7 +447,17 @@ fn pools(c: &Ctx<'_>, cl: &RawCluster, cat: &Catalog) -> Result<Vec<PoolSpec>, C
             RawPool::Llm(l) => PoolKind::Llm(Box::new(llm_pool(c, &path, l, cat)?)),
         };
         total += u64::from(replicas);
-        let lifecycle = lifecycle(c, &format!("{path}.lifecycle"), lc.as_deref())?;
+        // An llm pool is billed at its GPU's catalog price unless it names its own.
+        let catalog_price = match &kind {
+            PoolKind::Llm(l) => cat.gpu(&l.gpu).ok().and_then(|g| g.usd_per_gpu_hour),
+            PoolKind::Queue { .. } => None,
+        };
+        let lifecycle = lifecycle(
+            c,
+            &format!("{path}.lifecycle"),
+            lc.as_deref(),
+            catalog_price.unwrap_or(0.0),
+        )?;
         out.push(PoolSpec {
             name: name.clone(),
             replicas,

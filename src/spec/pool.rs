@@ -33,7 +33,8 @@ pub struct Lifecycle {
     pub load: crate::time::SimDuration,
     /// `terminationGracePeriodSeconds`.
     pub termination_grace: crate::time::SimDuration,
-    /// Dollars per GPU-hour.
+    /// Dollars per GPU-hour: the pool's `lifecycle.gpu_hour_usd`, else (llm pools) its GPU's
+    /// catalog price (`data/gpus.csv` `usd_per_gpu_hour`), else 0.
     pub gpu_hour_usd: f64,
 }
 

@@ -3,6 +3,7 @@
 mod autoscaling;
 mod common;
 mod config;
+mod cost;
 mod deploy;
 mod determinism;
 mod fault_invariants;

@@ -30,6 +30,8 @@ pub enum Plot {
     Cost(Cost),
     /// Replica health states over time, one panel per policy.
     Health(super::health::Health),
+    /// Replicas by lifecycle state over time, one panel per autoscaler (or policy).
+    Replicas(super::replicas::Replicas),
 }
 
 /// One series of a plot: legend label, colour, and whether its lines are dashed (every other
@@ -99,14 +101,16 @@ pub struct Timeseries {
     shade: Vec<(f64, f64)>,
 }
 
-/// GPU-hours against p95 TTFT.
+/// Cost (dollars, or GPU-hours when nothing is priced) against p95 TTFT.
 #[derive(Debug, Clone)]
 pub struct Cost {
     head: Head,
+    /// x axis description with its unit.
+    x_desc: &'static str,
     series: Vec<Style>,
-    /// (series index, point label, gpu-hours, p95 TTFT).
+    /// (series index, point label, cost, p95 TTFT).
     points: Vec<(usize, String, Val, Val)>,
-    /// Indices into `points` on the Pareto front, by GPU-hours ascending.
+    /// Indices into `points` on the Pareto front, by cost ascending.
     front: Vec<usize>,
 }
 
@@ -122,6 +126,7 @@ pub const KINDS: &[(&str, Builder)] = &[
     ("timeseries", timeseries),
     ("cost_vs_ttft", cost_vs_ttft),
     ("health", super::health::build),
+    ("replicas", super::replicas::build),
 ];
 
 fn replications_note(sc: &ScenarioData) -> String {
@@ -308,10 +313,10 @@ fn ttft_cdf(sc: &ScenarioData, name: &str) -> Option<Plot> {
 }
 
 /// Most points drawn per line; longer series are averaged over windows of `k` samples.
-const MAX_POINTS: usize = 300;
+pub(super) const MAX_POINTS: usize = 300;
 
 /// Averages consecutive windows of `k` samples (a trailing partial window included).
-fn downsample(t: &[f64], ys: &[Vec<f64>], k: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+pub(super) fn downsample(t: &[f64], ys: &[Vec<f64>], k: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
     if k <= 1 {
         return (t.to_vec(), ys.to_vec());
     }
@@ -419,11 +424,17 @@ fn timeseries(sc: &ScenarioData, name: &str) -> Option<Plot> {
 }
 
 fn cost_vs_ttft(sc: &ScenarioData, name: &str) -> Option<Plot> {
+    // Dollars when the pools are priced, GPU-hours otherwise.
+    let priced = sc.cells.iter().any(|c| {
+        (0..sc.series.len()).any(|s| sc.value(c.index, s, "cost_usd").is_some_and(|v| v.mean > 0.0))
+    });
+    let (metric, x_desc) =
+        if priced { ("cost_usd", "cost ($)") } else { ("gpu_hours", "cost (GPU-hours)") };
     let mut points = Vec::new();
     for c in &sc.cells {
         for (s, st) in sc.series.iter().enumerate() {
             if let (Some(g), Some(t)) =
-                (sc.value(c.index, s, "gpu_hours"), sc.value(c.index, s, "ttft_ms_p95"))
+                (sc.value(c.index, s, metric), sc.value(c.index, s, "ttft_ms_p95"))
             {
                 let label = if sc.cells.len() > 1 {
                     format!("{} @ {}", st.label, sc.cell_label_unit(c))
@@ -459,6 +470,7 @@ fn cost_vs_ttft(sc: &ScenarioData, name: &str) -> Option<Plot> {
             title: format!("{}: cost vs p95 TTFT", sc.name),
             subtitle: format!("{}; lower left is better", replications_note(sc)),
         },
+        x_desc,
         series: styles(sc),
         points,
         front,
@@ -479,6 +491,7 @@ impl Plot {
             Plot::Timeseries(p) => &p.head,
             Plot::Cost(p) => &p.head,
             Plot::Health(p) => &p.head,
+            Plot::Replicas(p) => &p.head,
         }
     }
 
@@ -487,6 +500,7 @@ impl Plot {
         match self {
             Plot::Timeseries(p) => (SIZE.0, 170 + 230 * p.panels.len() as u32),
             Plot::Health(p) => (SIZE.0, p.height()),
+            Plot::Replicas(p) => (SIZE.0, p.height()),
             _ => SIZE,
         }
     }
@@ -504,6 +518,7 @@ impl Plot {
             Plot::Timeseries(p) => draw_timeseries(p, pen, root),
             Plot::Cost(p) => draw_cost(p, pen, root),
             Plot::Health(p) => super::health::draw(p, pen, root),
+            Plot::Replicas(p) => super::replicas::draw(p, pen, root),
         }?;
         root.present().map_err(err)
     }
@@ -640,7 +655,7 @@ pub(super) fn axes<'a, DB: DrawingBackend>(
 }
 
 /// A number with at most 3 decimals and no trailing zeros.
-fn fmt_short(v: f64) -> String {
+pub(super) fn fmt_short(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -996,7 +1011,7 @@ fn draw_cost<DB: DrawingBackend>(
         &x,
         &y,
         &AxesOpts {
-            x_desc: "cost (GPU-hours)",
+            x_desc: p.x_desc,
             y_desc: "p95 TTFT (ms)",
             x_names: None,
             x_labels: true,

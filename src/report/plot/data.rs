@@ -471,6 +471,11 @@ pub const TIMESERIES_COLUMNS: &[&str] = &[
     "down",
 ];
 
+/// Columns of `timeseries.csv` the `replicas` plot reads, when present: replicas by lifecycle
+/// state, the offered load and the p95 TTFT of each sample window.
+pub const REPLICA_COLUMNS: &[&str] =
+    &["provisioning", "loading", "ready", "draining", "arrivals_per_s", "ttft_p95_ms"];
+
 /// The fault windows of each scenario's time-series run (every policy sees the same ones).
 fn read_faults(text: &str, scenarios: &mut [ScenarioData]) -> Result<(), String> {
     let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
@@ -560,6 +565,7 @@ fn read_timeseries<R: std::io::Read>(
     let t_col = col(&h, "t_s")?;
     let cols: Vec<(&str, usize)> = TIMESERIES_COLUMNS
         .iter()
+        .chain(REPLICA_COLUMNS)
         .filter_map(|n| h.iter().position(|x| x == *n).map(|i| (*n, i)))
         .collect();
     // The chosen run per scenario: lowest (cell, replication) seen; samples per series.

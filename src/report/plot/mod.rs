@@ -32,13 +32,21 @@
 //!   `timeseries.csv` has that column), one panel each, over simulated time for one run per
 //!   policy: the first cell and lowest replication in the file. Runs of more than 300 samples
 //!   are drawn as averages over equal windows (the subtitle gives the window).
-//! - `cost_vs_ttft`: GPU-hours against p95 TTFT per (policy, cell), CI whiskers both ways,
-//!   with the Pareto front (no other point is both cheaper and faster) ringed, numbered and
-//!   listed in the legend. Drawn only for rows with a `gpu_hours` value: scenarios with `llm`
-//!   replicas; queue clusters leave the column empty, so their results skip this plot.
+//! - `cost_vs_ttft`: cost against p95 TTFT per (series, cell) — dollars (`cost_usd`) when
+//!   some row has a non-zero cost, else GPU-hours — CI whiskers both ways, with the Pareto
+//!   front (no other point is both cheaper and faster) ringed, numbered and listed in the
+//!   legend; with several autoscalers a series is `policy + autoscaler`. Drawn only for rows
+//!   with a `gpu_hours` value: scenarios with `llm` replicas; queue clusters leave the column
+//!   empty, so their results skip this plot.
 //! - `health`: each replica's state over time (ready, degraded, ejected, failed, recovering)
 //!   in the time-series run, one panel per policy, with the fault windows marked; from
 //!   `health.csv`, drawn when some replica was ever not ready.
+//! - `replicas`: replicas by lifecycle state (ready, draining, loading, provisioning, stacked
+//!   in that order from the bottom; Okabe–Ito colours) over the time-series run, one panel per
+//!   autoscaler of the first policy — one per policy when there is one autoscaler — at most 6,
+//!   each under two strips: the offered load (`arrivals_per_s`) and the p95 TTFT of each sample
+//!   window (`ttft_p95_ms`, in the series' colour). From `timeseries.csv`; drawn when it has
+//!   the state columns and some replica changed state.
 //!
 //! The time series also shade the fault windows of their run (`faults.csv`) and add panels
 //! for admitted and rejected requests, errors, the gateway queue, ejected and down replicas
@@ -52,6 +60,7 @@
 mod charts;
 mod data;
 mod health;
+mod replicas;
 mod style;
 
 use crate::error::ConfigError;
@@ -321,6 +330,152 @@ mod tests {
         std::fs::remove_file(d.join("summary.csv")).expect("rm");
         let files = draw_dir(&d).expect("draws from runs.csv");
         assert!(names(&files).contains(&"tiny-cost_vs_ttft.svg".to_string()), "{files:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Runs of two policies × two autoscalers (`fixed`, `hpa`), one cell, one replication.
+    fn scaled_runs() -> Vec<RunRow> {
+        let mut rows = Vec::new();
+        for (p, policy) in ["least_requests", "round_robin"].iter().enumerate() {
+            for (a, autoscaler) in ["fixed", "hpa"].iter().enumerate() {
+                let values = METRICS
+                    .iter()
+                    .map(|d| match d.name {
+                        "gpu_hours" => Some(1.0 + a as f64),
+                        "cost_usd" => Some(4.0 * (1.0 + a as f64)),
+                        "ttft_ms_p95" => Some(100.0 / (1.0 + a as f64) + p as f64),
+                        _ => Some(1.0),
+                    })
+                    .collect();
+                rows.push(RunRow {
+                    key: RunKey {
+                        scenario: "auto".into(),
+                        cell: 0,
+                        params: String::new(),
+                        policy: (*policy).into(),
+                        autoscaler: (*autoscaler).into(),
+                        replication: 0,
+                    },
+                    seed: 1,
+                    values,
+                    groups: Vec::new(),
+                });
+            }
+        }
+        rows
+    }
+
+    /// `timeseries.csv` for `rows`: the fixed runs hold 2 ready replicas; the `hpa` runs add
+    /// one that provisions, loads, serves and drains. `states: false` leaves the state columns
+    /// out.
+    fn scaled_timeseries(rows: &[RunRow], states: bool) -> String {
+        let mut t = String::from(
+            "scenario,cell,params,policy,autoscaler,replication,t_s,queued,in_flight,completions_per_s",
+        );
+        if states {
+            t.push_str(",provisioning,loading,ready,draining,arrivals_per_s,ttft_p95_ms");
+        }
+        t.push('\n');
+        for r in rows {
+            let k = &r.key;
+            for s in 1..=40u32 {
+                t.push_str(&format!(
+                    "{},{},{},{},{},{},{s}.000,0,3,10.000",
+                    k.scenario, k.cell, k.params, k.policy, k.autoscaler, k.replication
+                ));
+                if states {
+                    let phase =
+                        |a: u32, b: u32| u32::from(k.autoscaler == "hpa" && (a..b).contains(&s));
+                    let ttft = if s % 5 == 0 { String::new() } else { format!("{}.000", 20 + s) };
+                    t.push_str(&format!(
+                        ",{},{},{},{},{}.000,{ttft}",
+                        phase(5, 10),
+                        phase(10, 15),
+                        2 + phase(15, 30),
+                        phase(30, 33),
+                        10 + s % 3
+                    ));
+                }
+                t.push('\n');
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn replicas_plot_needs_state_columns_and_a_state_change() {
+        let d = temp_dir("replicas");
+        let rows = scaled_runs();
+        std::fs::write(d.join("runs.csv"), csv_out::runs_csv(&rows)).expect("write");
+        std::fs::write(d.join("summary.csv"), csv_out::summary_csv(&summarize(&rows)))
+            .expect("write");
+        let has = |files: &[PathBuf], n: &str| names(files).iter().any(|f| f == n);
+        // Without the state columns: no replicas plot, no error.
+        std::fs::write(d.join("timeseries.csv"), scaled_timeseries(&rows, false)).expect("write");
+        let files = draw_dir(&d).expect("draws");
+        assert!(!has(&files, "auto-replicas.svg"), "{files:?}");
+        assert!(has(&files, "auto-timeseries.svg"), "the time series itself is drawn");
+        // With them: one panel per autoscaler of the first policy, SVG and PNG.
+        std::fs::write(d.join("timeseries.csv"), scaled_timeseries(&rows, true)).expect("write");
+        let files = draw_dir(&d).expect("draws");
+        assert!(has(&files, "auto-replicas.svg") && has(&files, "auto-replicas.png"), "{files:?}");
+        let svg = std::fs::read_to_string(d.join("plots/auto-replicas.svg")).expect("svg");
+        for want in [
+            "provisioning",
+            "loading",
+            "draining",
+            "ready",
+            "offered load",
+            "p95 TTFT",
+            "least_requests + fixed",
+            "least_requests + hpa",
+            "one run per autoscaler",
+        ] {
+            assert!(svg.contains(want), "{want} missing");
+        }
+        assert!(!svg.contains("round_robin"), "only the first policy's autoscalers are panels");
+        let png = std::fs::read(d.join("plots/auto-replicas.png")).expect("png");
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
+        // Nobody ever changes state (only fixed runs): skipped, and the stale files go.
+        let fixed: Vec<RunRow> =
+            rows.iter().filter(|r| r.key.autoscaler == "fixed").cloned().collect();
+        std::fs::write(d.join("runs.csv"), csv_out::runs_csv(&fixed)).expect("write");
+        std::fs::write(d.join("summary.csv"), csv_out::summary_csv(&summarize(&fixed)))
+            .expect("write");
+        std::fs::write(d.join("timeseries.csv"), scaled_timeseries(&fixed, true)).expect("write");
+        let files = draw_dir(&d).expect("draws");
+        assert!(!has(&files, "auto-replicas.png"), "{files:?}");
+        assert!(
+            !d.join("plots/auto-replicas.png").exists(),
+            "a skipped kind's old file is removed"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn cost_plot_uses_dollars_when_priced_and_names_autoscalers() {
+        let d = temp_dir("cost-usd");
+        let rows = scaled_runs();
+        std::fs::write(d.join("summary.csv"), csv_out::summary_csv(&summarize(&rows)))
+            .expect("write");
+        draw_dir(&d).expect("draws");
+        let svg = std::fs::read_to_string(d.join("plots/auto-cost_vs_ttft.svg")).expect("svg");
+        assert!(svg.contains("cost ($)") && !svg.contains("GPU-hours"), "dollars on the x axis");
+        assert!(svg.contains("least_requests + hpa") && svg.contains("round_robin + fixed"));
+        // Nothing priced (cost 0 everywhere): GPU-hours, as before.
+        let ci = crate::report::metric_index("cost_usd").expect("metric");
+        let unpriced: Vec<RunRow> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.values[ci] = Some(0.0);
+                r
+            })
+            .collect();
+        std::fs::write(d.join("summary.csv"), csv_out::summary_csv(&summarize(&unpriced)))
+            .expect("write");
+        draw_dir(&d).expect("draws");
+        let svg = std::fs::read_to_string(d.join("plots/auto-cost_vs_ttft.svg")).expect("svg");
+        assert!(svg.contains("cost (GPU-hours)") && !svg.contains("cost ($)"));
         let _ = std::fs::remove_dir_all(&d);
     }
 
