@@ -127,7 +127,7 @@ pub(super) fn pool_sizes(sc: &Scenario, a: &AutoscalerSpec) -> Vec<u32> {
         .iter()
         .enumerate()
         .map(|(i, p)| match a.pool {
-            Some(q) if q as usize == i => p.replicas.max(a.bounds.1),
+            Some(q) if q as usize == i => p.replicas.max(a.bounds.1).max(a.start.unwrap_or(0)),
             _ => p.replicas,
         })
         .collect()
@@ -145,7 +145,8 @@ impl Scaling {
     ) -> Result<Option<Scaling>, String> {
         let Some(pool) = a.pool else { return Ok(None) };
         let names: Vec<String> = sc.pools.iter().map(|p| p.name.clone()).collect();
-        let initial: Vec<u32> = sc.pools.iter().map(|p| p.replicas).collect();
+        let mut initial: Vec<u32> = sc.pools.iter().map(|p| p.replicas).collect();
+        initial[pool as usize] = a.start.unwrap_or(initial[pool as usize]);
         // Each pool's first replica id, its mean startup and replica-hour price.
         let mut firsts = Vec::with_capacity(sc.pools.len());
         let mut r = 0u32;

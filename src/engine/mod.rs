@@ -442,7 +442,7 @@ impl<'a> Sim<'a> {
                     run_seed,
                 )
                 .map_err(|e| RunFailure::Invariant(format!("autoscaler failed to build: {e}")))?;
-                (s, sc.pools[p as usize].replicas)
+                (s, autoscaler.start.unwrap_or(sc.pools[p as usize].replicas))
             }
             None => (None, 0),
         };

@@ -37,6 +37,7 @@ pub(super) fn autoscalers(
             pool: None,
             bounds: (0, 0),
             activator: None,
+            start: None,
         }]);
     };
     if list.is_empty() {
@@ -68,7 +69,16 @@ pub(super) fn autoscalers(
             Activator::On(t) => Some(t),
         };
         let activator = activator.filter(|_| pool.is_some());
-        out.push(AutoscalerSpec { label, entry, params, pool, bounds: built.bounds(), activator });
+        let start = built.start_replicas();
+        out.push(AutoscalerSpec {
+            label,
+            entry,
+            params,
+            pool,
+            bounds: built.bounds(),
+            activator,
+            start,
+        });
     }
     Ok(out)
 }

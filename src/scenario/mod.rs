@@ -139,6 +139,8 @@ pub struct AutoscalerSpec {
     /// The activator's hold timeout when one holds the pool's requests at zero ready pods
     /// (`gateway::activator`); `None`: no activator, such requests are refused.
     pub activator: Option<SimDuration>,
+    /// The scaled pool's replicas at time 0 (`None`: the pool's `replicas`).
+    pub start: Option<u32>,
 }
 
 /// Options that change a scenario as it is loaded.

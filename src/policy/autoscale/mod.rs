@@ -206,6 +206,12 @@ pub trait Autoscaler: Send {
         false
     }
     /// Whether it never changes anything (`fixed`): the engine schedules no ticks.
+    /// The pool's `spec.replicas` at time 0 when the autoscaler sets it (`fixed` with
+    /// `replicas:`); `None`: the pool's own `replicas`.
+    fn start_replicas(&self) -> Option<u32> {
+        None
+    }
+    /// Whether this is `fixed` without a pool (no pool is scaled, no ticks).
     fn is_fixed(&self) -> bool {
         false
     }
