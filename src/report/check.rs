@@ -49,6 +49,12 @@
 //! - A metric that is undefined (no samples, empty in the CSV), a division by zero or a
 //!   result that is not a number makes the comparison *undefined*: `and`/`or`/`not` follow
 //!   three-valued (Kleene) logic, and a check whose result is undefined fails with the reason.
+//! - **Autoscalers.** A check whose labels (besides `all`) are all autoscaler labels of the
+//!   scenario compares autoscalers instead, once per policy (`hpa-queue.ttft_ms_p95 <
+//!   hpa-util.ttft_ms_p95`, printed as `... policy least_requests: ...`), with `all` ranging
+//!   over the autoscalers; any other check compares policies, once per autoscaler. A label
+//!   that is both a policy's and an autoscaler's is the policy's; one check cannot mix the two
+//!   (a load error).
 //! - A check naming a policy that was not run in the cell (e.g. filtered out with `--policy`)
 //!   is reported as `SKIP` and is not a failure.
 //!
@@ -62,11 +68,20 @@ use std::collections::{BTreeMap, BTreeSet};
 // ---------------------------------------------------------------------------------------------
 // Evaluation.
 
-/// The rows of one (scenario, cell, autoscaler).
+/// What a check's labels name: the policies of one autoscaler, or the autoscalers of one
+/// policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dim {
+    Policy,
+    Autoscaler,
+}
+
+/// The rows of one (scenario, cell) and one value of the other dimension: the policies run
+/// with one autoscaler, or the autoscalers run with one policy — the *arms* a check compares.
 struct Cell<'a> {
-    /// Policy labels in row order.
+    /// Arm labels in row order.
     policies: Vec<&'a str>,
-    /// Summary rows by (policy, result group).
+    /// Summary rows by (arm, result group).
     means: BTreeMap<(&'a str, &'a str), &'a SummaryRow>,
     runs: BTreeMap<&'a str, BTreeMap<u32, &'a RunRow>>,
 }
@@ -153,7 +168,7 @@ impl<'a> Cell<'a> {
         let (policy, group) = split_group(label);
         let row = self.means.get(&(policy, group)).ok_or_else(|| {
             if group == "all" {
-                format!("policy {policy:?} was not run")
+                format!("{policy:?} was not run")
             } else {
                 format!("{label} has no rows (group {group:?} had no requests)")
             }
@@ -187,7 +202,7 @@ impl<'a> Cell<'a> {
         let out: Vec<Binding<'a>> =
             self.policies.iter().filter(|p| !named.contains(**p)).map(|p| Some(*p)).collect();
         if out.is_empty() {
-            return Err("`all` matches no policy besides those the comparison names".to_string());
+            return Err("`all` matches nothing besides what the comparison names".to_string());
         }
         Ok(out)
     }
@@ -366,7 +381,7 @@ fn evaluate(check: &Check, cell: &Cell<'_>) -> (Outcome, String) {
         .collect();
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|m| format!("{m:?}")).collect();
-        return (Outcome::Skip, format!("policy {} was not run", names.join(", ")));
+        return (Outcome::Skip, format!("{} was not run", names.join(", ")));
     }
     let mut details = Vec::new();
     match cell.eval(check, &mut details) {
@@ -410,30 +425,46 @@ pub struct CheckSet {
 }
 
 /// Evaluates check sets in every cell of `summary`; `failed` if any check fails.
+///
+/// A check whose labels are all autoscaler labels of its cell (and not policy labels) compares
+/// autoscalers, once per policy; any other check compares policies, once per autoscaler.
 pub fn evaluate_sets(sets: &[CheckSet], summary: &[SummaryRow], runs: &[RunRow]) -> CommandOutput {
-    type GroupKey<'a> = (&'a str, u32, &'a str);
+    type GroupKey<'a> = (&'a str, u32, Dim, &'a str);
     let mut order: Vec<GroupKey<'_>> = Vec::new();
     let mut cells: BTreeMap<GroupKey<'_>, Cell<'_>> = BTreeMap::new();
-    for r in summary {
-        let k = (r.key.scenario.as_str(), r.key.cell, r.key.autoscaler.as_str());
-        let cell = cells.entry(k).or_insert_with(|| {
-            order.push(k);
-            Cell { policies: Vec::new(), means: BTreeMap::new(), runs: BTreeMap::new() }
-        });
-        if cell.means.insert((&r.key.policy, &r.group), r).is_none() && r.group == "all" {
-            cell.policies.push(&r.key.policy);
+    // Labels of each dimension per (scenario, cell).
+    let mut labels: BTreeMap<(&str, u32, Dim), BTreeSet<&str>> = BTreeMap::new();
+    for dim in [Dim::Policy, Dim::Autoscaler] {
+        for r in summary {
+            let (arm, other) = match dim {
+                Dim::Policy => (r.key.policy.as_str(), r.key.autoscaler.as_str()),
+                Dim::Autoscaler => (r.key.autoscaler.as_str(), r.key.policy.as_str()),
+            };
+            labels.entry((&r.key.scenario, r.key.cell, dim)).or_default().insert(arm);
+            let k = (r.key.scenario.as_str(), r.key.cell, dim, other);
+            let cell = cells.entry(k).or_insert_with(|| {
+                order.push(k);
+                Cell { policies: Vec::new(), means: BTreeMap::new(), runs: BTreeMap::new() }
+            });
+            if cell.means.insert((arm, &r.group), r).is_none() && r.group == "all" {
+                cell.policies.push(arm);
+            }
+        }
+        for r in runs {
+            let (arm, other) = match dim {
+                Dim::Policy => (r.key.policy.as_str(), r.key.autoscaler.as_str()),
+                Dim::Autoscaler => (r.key.autoscaler.as_str(), r.key.policy.as_str()),
+            };
+            if let Some(cell) = cells.get_mut(&(r.key.scenario.as_str(), r.key.cell, dim, other)) {
+                cell.runs.entry(arm).or_default().insert(r.key.replication, r);
+            }
         }
     }
-    for r in runs {
-        let k = (r.key.scenario.as_str(), r.key.cell, r.key.autoscaler.as_str());
-        if let Some(cell) = cells.get_mut(&k) {
-            cell.runs.entry(&r.key.policy).or_default().insert(r.key.replication, r);
-        }
-    }
+    let empty = BTreeSet::new();
     let mut out = CommandOutput::default();
     let (mut pass, mut fail, mut skip) = (0, 0, 0);
     for k in &order {
-        let (name, cell_index, autoscaler) = *k;
+        let (name, cell_index, dim, other) = *k;
         let scenario = sets
             .iter()
             .find(|s| s.scenario == name && s.cell == cell_index)
@@ -448,11 +479,22 @@ pub fn evaluate_sets(sets: &[CheckSet], summary: &[SummaryRow], runs: &[RunRow])
         if !params.is_empty() {
             place.push_str(&format!(" ({params})"));
         }
-        if autoscaler != "none" {
-            place.push_str(&format!(" autoscaler {autoscaler}"));
+        match dim {
+            Dim::Policy if other != "none" => place.push_str(&format!(" autoscaler {other}")),
+            Dim::Policy => {}
+            Dim::Autoscaler => place.push_str(&format!(" policy {other}")),
         }
+        let policies = labels.get(&(name, cell_index, Dim::Policy)).unwrap_or(&empty);
+        let scalers = labels.get(&(name, cell_index, Dim::Autoscaler)).unwrap_or(&empty);
         for text in &scenario.checks {
             let parsed = parse(text).and_then(|c| check_refs(&c, None).map(|()| c));
+            if let Ok(check) = &parsed {
+                if dim_of(check, policies, scalers) != dim {
+                    continue;
+                }
+            } else if dim != Dim::Policy {
+                continue;
+            }
             let (outcome, details) = match parsed {
                 Ok(check) => evaluate(&check, cell),
                 Err(e) => (Outcome::Fail, format!("invalid check: {e}")),
@@ -482,6 +524,22 @@ pub fn evaluate_sets(sets: &[CheckSet], summary: &[SummaryRow], runs: &[RunRow])
     }
     out.failed = fail > 0;
     out
+}
+
+/// What `check` compares: autoscalers when every label it names is an autoscaler of the cell
+/// and not a policy; policies otherwise (so a check naming a policy that was filtered out is
+/// still a policy check, and skipped).
+fn dim_of(check: &Check, policies: &BTreeSet<&str>, scalers: &BTreeSet<&str>) -> Dim {
+    let refs = check.refs();
+    let named: Vec<&str> =
+        refs.iter().map(|r| split_group(r.0).0).filter(|l| *l != "all").collect();
+    let autoscalers =
+        !named.is_empty() && named.iter().all(|l| scalers.contains(l) && !policies.contains(l));
+    if autoscalers {
+        Dim::Autoscaler
+    } else {
+        Dim::Policy
+    }
 }
 
 #[cfg(test)]

@@ -620,11 +620,45 @@ pub fn parse(text: &str) -> Result<Check, CheckError> {
     }
 }
 
-/// Parses `text` and checks that every label is one of `labels` (or `all`), every group one of
-/// `groups`, and every metric a column of `runs.csv`. Used when a scenario loads.
-pub fn validate(text: &str, labels: &[&str], groups: &[String]) -> Result<Check, CheckError> {
+/// Parses `text` and checks that every label is one of the policy `labels` — or every one of
+/// the autoscaler labels `scalers` (a check compares policies or autoscalers, not both) — or
+/// `all`, every group one of `groups`, and every metric a column of `runs.csv`. Used when a
+/// scenario loads.
+pub fn validate(
+    text: &str,
+    labels: &[&str],
+    scalers: &[&str],
+    groups: &[String],
+) -> Result<Check, CheckError> {
     let check = parse(text)?;
-    check_refs(&check, Some(labels))?;
+    let refs = check.refs();
+    let named: Vec<(&str, usize)> =
+        refs.iter().map(|r| (split_group(r.0).0, r.2)).filter(|(l, _)| *l != "all").collect();
+    let of_autoscalers = |l: &str| scalers.contains(&l) && !labels.contains(&l);
+    let any_autoscaler = named.iter().find(|(l, _)| of_autoscalers(l));
+    match any_autoscaler {
+        Some(_) if named.iter().all(|(l, _)| of_autoscalers(l)) => {
+            check_refs(&check, Some(scalers))?;
+        }
+        Some((a, _)) => {
+            if let Some((p, column)) = named.iter().find(|(l, _)| labels.contains(l)) {
+                return err(
+                    *column,
+                    format!(
+                        "{p:?} is a policy and {a:?} an autoscaler: a check compares policies \
+                         (for each autoscaler) or autoscalers (for each policy), not both"
+                    ),
+                );
+            }
+            let (bad, column) =
+                named.iter().find(|(l, _)| !scalers.contains(l)).copied().unwrap_or(("", 1));
+            return err(
+                column,
+                format!("unknown autoscaler label {bad:?}; autoscalers: {}", scalers.join(", ")),
+            );
+        }
+        None => check_refs(&check, Some(labels))?,
+    }
     for (label, _, column) in check.refs() {
         let (_, group) = split_group(label);
         if group != "all" && !groups.iter().any(|g| g == group) {
@@ -767,11 +801,12 @@ mod tests {
         assert_eq!(split_group(refs[0].0), ("p", "tier:vip"));
         assert_eq!(split_group("p"), ("p", "all"));
         let groups = vec!["tier:vip".to_string(), "tier:free".to_string()];
-        assert!(validate("p[tier:vip].ttft_ms_p95 < 1", &["p"], &groups).is_ok());
-        let e = validate("p[tier:gold].ttft_ms_p95 < 1", &["p"], &groups).expect_err("no group");
+        assert!(validate("p[tier:vip].ttft_ms_p95 < 1", &["p"], &[], &groups).is_ok());
+        let e =
+            validate("p[tier:gold].ttft_ms_p95 < 1", &["p"], &[], &groups).expect_err("no group");
         assert_eq!(e.column, 1);
         assert!(e.message.contains("unknown group \"tier:gold\""), "{}", e.message);
-        assert!(validate("q[tier:vip].ttft_ms_p95 < 1", &["p"], &groups).is_err(), "label");
+        assert!(validate("q[tier:vip].ttft_ms_p95 < 1", &["p"], &[], &groups).is_err(), "label");
         assert_eq!(parse("p[tier:vip.x < 1").expect_err("unclosed").column, 2);
         assert_eq!(parse("p[tier:vip] < 1").expect_err("no metric").column, 12);
         assert_eq!(parse("p[].x < 1").expect_err("empty").column, 3);
@@ -779,16 +814,33 @@ mod tests {
 
     #[test]
     fn validation_names_labels_and_metrics() {
-        let e = validate("random.ttft_ms_p95 < p2c.ttft_ms_p95", &["random", "round_robin"], &[])
-            .expect_err("unknown label");
+        let e =
+            validate("random.ttft_ms_p95 < p2c.ttft_ms_p95", &["random", "round_robin"], &[], &[])
+                .expect_err("unknown label");
         assert_eq!(
             e.to_string(),
             "column 22: unknown policy label \"p2c\"; labels: random, round_robin"
         );
-        let e = validate("all.ttft_p95 < 1", &["random"], &[]).expect_err("unknown metric");
+        let e = validate("all.ttft_p95 < 1", &["random"], &[], &[]).expect_err("unknown metric");
         assert_eq!(e.column, 5);
         assert!(e.message.contains("did you mean ttft_ms_p95?"), "{}", e.message);
-        assert!(validate("all.timeout_rate < 0.01", &["random"], &[]).is_ok());
-        assert!(validate("all.timeout_rate < 0.01", &["all"], &[]).is_err());
+        assert!(validate("all.timeout_rate < 0.01", &["random"], &[], &[]).is_ok());
+        assert!(validate("all.timeout_rate < 0.01", &["all"], &[], &[]).is_err());
+    }
+
+    #[test]
+    fn a_check_compares_policies_or_autoscalers() {
+        let (pols, scalers) = (&["lr", "rr"][..], &["hpa", "kpa", "lr"][..]);
+        assert!(validate("hpa.ttft_ms_p95 < kpa.ttft_ms_p95", pols, scalers, &[]).is_ok());
+        assert!(validate("hpa.ttft_ms_p95 < all.ttft_ms_p95", pols, scalers, &[]).is_ok());
+        // `lr` is both: it is the policy, so this is a policy check.
+        assert!(validate("lr.ttft_ms_p95 < rr.ttft_ms_p95", pols, scalers, &[]).is_ok());
+        let e =
+            validate("hpa.ttft_ms_p95 < rr.ttft_ms_p95", pols, scalers, &[]).expect_err("mixed");
+        assert!(e.message.contains("not both"), "{}", e.message);
+        let e =
+            validate("hpa.ttft_ms_p95 < kpb.ttft_ms_p95", pols, scalers, &[]).expect_err("typo");
+        assert_eq!(e.column, 19);
+        assert!(e.message.contains("unknown autoscaler label \"kpb\""), "{}", e.message);
     }
 }

@@ -155,7 +155,14 @@ pub fn validate(raw: RawScenario, file: &str) -> Result<Scenario, ConfigError> {
         && (!faults.is_empty() || policies.iter().any(|p| p.gateway.has_health()));
     let limits = limits(&c, raw.limits.as_ref())?;
     let groups = crate::metrics::groups::Groups::new(&classes, &pools);
-    let checks = checks(&c, raw.checks.as_deref().unwrap_or_default(), &policies, groups.labels())?;
+    let scalers: Vec<&str> = autoscalers.iter().map(|a| a.label.as_str()).collect();
+    let checks = checks(
+        &c,
+        raw.checks.as_deref().unwrap_or_default(),
+        &policies,
+        &scalers,
+        groups.labels(),
+    )?;
     Ok(Scenario {
         name: raw.name,
         description: raw.description.unwrap_or_default(),
@@ -1572,11 +1579,12 @@ fn checks(
     c: &Ctx<'_>,
     raw: &[String],
     policies: &[PolicySpec],
+    scalers: &[&str],
     groups: &[String],
 ) -> Result<Vec<String>, ConfigError> {
     let labels: Vec<&str> = policies.iter().map(|p| p.label.as_str()).collect();
     for (i, text) in raw.iter().enumerate() {
-        super::check_expr::validate(text, &labels, groups)
+        super::check_expr::validate(text, &labels, scalers, groups)
             .map_err(|e| c.err(&format!("checks[{i}]"), format!("{e} (in `{}`)", text.trim())))?;
     }
     Ok(raw.to_vec())

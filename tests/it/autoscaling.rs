@@ -244,3 +244,67 @@ fn autoscaled_runs_give_the_same_bytes_for_threads_and_shards() {
         assert_eq!(events == 0.0, fixed, "{:?}: {events} scale events", r.key);
     }
 }
+
+/// Two fixed sizes of one pool at a load near the small size's capacity: 2 × 4 slots at
+/// 0.5 s per request serve 16/s, the load is 14/s, so the small pool queues (ρ = 0.875) and
+/// the large one (6 replicas, ρ ≈ 0.29) hardly waits.
+const SIZES: &str = "\
+name: sizes\nseed: 3\nreplications: 3\nhorizon: { duration_s: 300 }\nwarmup: { duration_s: 30 }\n\
+workload:\n  - class: c\n    arrival: { process: poisson, rate_per_s: 14 }\n    \
+service_s: { dist: exponential, mean: 0.5 }\n\
+cluster:\n  pools:\n    - { name: q, kind: queue, replicas: 1, slots: 4 }\n\
+autoscalers:\n  - { name: fixed, label: small, pool: q, replicas: 2 }\n  \
+- { name: fixed, label: large, pool: q, replicas: 6 }\n\
+policies: [least_requests, random]\n\
+checks:\n  - large.e2e_ms_p95 < small.e2e_ms_p95\n  \
+- small.e2e_ms_p95 < large.e2e_ms_p95\n  - least_requests.e2e_ms_p95 <= random.e2e_ms_p95\n";
+
+#[test]
+fn checks_compare_autoscalers_per_policy_and_policies_per_autoscaler() {
+    let dir = crate::common::TempDir::new("check-autoscalers");
+    let file = dir.file("sizes.yaml", SIZES.as_bytes());
+    let st = Command::new(env!("CARGO_BIN_EXE_routelab"))
+        .args(["run", file.to_str().expect("utf-8"), "--quiet", "--no-plots", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("run binary");
+    let text = String::from_utf8_lossy(&st.stdout).to_string();
+    // The second check is false by queueing theory: the run fails with exit 1.
+    assert_eq!(st.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&st.stderr));
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("sizes cell 0")).collect();
+    let has = |tag: &str, place: &str, check: &str| {
+        lines.iter().any(|l| l.starts_with(tag) && l.contains(place) && l.contains(check))
+    };
+    for p in ["least_requests", "random"] {
+        let place = format!("policy {p}:");
+        assert!(has("PASS", &place, "large.e2e_ms_p95 < small"), "{text}");
+        assert!(has("FAIL", &place, "small.e2e_ms_p95 < large"), "{text}");
+    }
+    for a in ["small", "large"] {
+        assert!(has("", &format!("autoscaler {a}:"), "least_requests.e2e_ms_p95"), "{text}");
+    }
+    // Each autoscaler check once per policy, the policy check once per autoscaler.
+    assert_eq!(lines.len(), 2 * 2 + 2, "{text}");
+    // The sized pools really ran at their sizes: replica-seconds ≈ size × horizon.
+    let rows = routelab::report::csv_in::read_runs(
+        &std::fs::read_to_string(dir.path().join("out/runs.csv")).expect("runs.csv"),
+    )
+    .expect("parses");
+    for r in &rows {
+        let size = if r.key.autoscaler == "small" { 2.0 } else { 6.0 };
+        let mean = r.get("replicas_mean").expect("replicas_mean");
+        assert!((mean - size).abs() < 1e-6, "{:?}: {mean}", r.key);
+    }
+}
+
+#[test]
+fn a_check_mixing_policies_and_autoscalers_is_a_load_error() {
+    let bad = SIZES.replace(
+        "  - least_requests.e2e_ms_p95 <= random",
+        "  - least_requests.e2e_ms_p95 <= small",
+    );
+    let e =
+        routelab::scenario::load_str(&bad, "sizes.yaml", &Default::default()).expect_err("mixed");
+    let msg = e.to_string();
+    assert!(msg.contains("not both") && msg.contains("checks[2]"), "{msg}");
+}
